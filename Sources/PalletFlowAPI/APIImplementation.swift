@@ -1,0 +1,64 @@
+import PalletFlowContract
+import Foundation
+import Logging
+import PalletFlowCore
+import PalletFlowStore
+import Prometheus
+
+/// Handlers of the OpenAPI contract. They translate between generated types and the
+/// domain, check the caller's rights, and call the store; no business rule lives here.
+struct APIImplementation: APIProtocol {
+    let store: Store
+    let metrics: PrometheusCollectorRegistry
+    let logger: Logger
+
+    /// The authenticated caller, or 401.
+    func caller() throws -> Caller {
+        guard let caller = RequestScope.current.caller else { throw Problem.unauthenticated }
+        return caller
+    }
+
+    /// The caller, if the path's ecosystem is its own; another ecosystem answers 404.
+    func caller(in ecosystemID: String) throws -> Caller {
+        let caller = try caller()
+        guard let id = UUID(uuidString: ecosystemID), id == caller.ecosystem else {
+            throw Problem.notFound("ecosystem")
+        }
+        return caller
+    }
+
+    func requireShipper(_ caller: Caller, _ action: String) throws {
+        guard caller.role.administersEcosystem else {
+            throw Problem.forbidden("Only the ecosystem's shipper may \(action); your role is \(caller.role.rawValue).")
+        }
+    }
+
+    func uuid(_ text: String, _ what: String) throws -> UUID {
+        guard let id = UUID(uuidString: text) else { throw Problem.notFound(what) }
+        return id
+    }
+
+    // MARK: Operations
+
+    func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
+        .ok(.init(body: .json(.init(status: "ok"))))
+    }
+
+    func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output {
+        guard await store.isReady() else {
+            throw Problem(.serviceUnavailable, "not-ready", "Not ready",
+                          detail: "The database is unreachable or its migrations are not all applied.")
+        }
+        return .ok(.init(body: .json(.init(status: "ok"))))
+    }
+
+    func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
+        var buffer: [UInt8] = []
+        metrics.emit(into: &buffer)
+        return .ok(.init(body: .plainText(.init(buffer))))
+    }
+
+    func getOpenAPIDocument(_ input: Operations.GetOpenAPIDocument.Input) async throws -> Operations.GetOpenAPIDocument.Output {
+        .ok(.init(body: .yaml(.init(Contract.document))))
+    }
+}

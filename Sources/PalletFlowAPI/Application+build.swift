@@ -1,0 +1,64 @@
+import PalletFlowContract
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import OpenAPIHummingbird
+import OpenAPIRuntime
+import PalletFlowStore
+import Prometheus
+import ServiceLifecycle
+
+/// How the HTTP server listens and what it accepts.
+public struct ServerSettings: Sendable {
+    public var host: String
+    public var port: Int
+    /// Request bodies above this get 413 before any handler runs.
+    public var bodyLimitBytes: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024) {
+        self.host = host
+        self.port = port
+        self.bodyLimitBytes = bodyLimitBytes
+    }
+}
+
+/// One Prometheus registry per process, bootstrapped into swift-metrics on first use.
+public enum PalletFlowMetrics {
+    public static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
+}
+
+public typealias AppRequestContext = BasicRequestContext
+
+/// Wires the router: problem+json outermost, then metrics, request log, body limit and
+/// authentication, then the handlers generated from openapi.yaml.
+public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
+    let router = Router(context: AppRequestContext.self)
+    let routes = RouteTable()
+    router.middlewares.add(ProblemMiddleware(routes: routes))
+    router.middlewares.add(MetricsMiddleware())
+    router.middlewares.add(LogRequestsMiddleware(.info))
+    router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
+    router.middlewares.add(AuthMiddleware(store: store))
+    let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger)
+    try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
+    return router
+}
+
+/// The daemon's application: the router plus the services that live and die with it
+/// (the PostgreSQL client pool, and the in-process worker when asked for).
+public func buildApplication(store: Store, settings: ServerSettings, services: [any Service], logger: Logger) throws
+    -> some ApplicationProtocol
+{
+    let router = try buildRouter(store: store, settings: settings, logger: logger)
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "palletflowd"),
+        logger: logger)
+    for service in services { app.addServices(service) }
+    return app
+}

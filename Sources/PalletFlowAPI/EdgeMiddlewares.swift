@@ -1,0 +1,203 @@
+import PalletFlowContract
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import OpenAPIRuntime
+import PalletFlowCore
+import PalletFlowStore
+import PostgresNIO
+
+extension HTTPField.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+    static let requestID = Self("X-Request-Id")!
+}
+
+let noRoute = "No such route. The API is described at /openapi.yaml."
+
+/// Outermost: gives each request an id and turns every error into problem+json.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let requestID = request.headers[.requestID].flatMap { $0.count <= 64 ? $0 : nil } ?? newID().uuidString.lowercased()
+        var context = context
+        context.logger[metadataKey: "request_id"] = .string(requestID)
+        var scope = RequestScope.current
+        scope.requestID = requestID
+        var response: Response
+        do {
+            response = try await RequestScope.$current.withValue(scope) {
+                try await next(request, context)
+            }
+        } catch {
+            var problem = Self.problem(for: error, logger: context.logger)
+            if problem.status == .notFound, problem.slug == "not-found", problem.detail == noRoute {
+                let allowed = routes.methods(at: request.uri.path)
+                if !allowed.isEmpty {
+                    problem = Problem(.methodNotAllowed, "method-not-allowed", "Method not allowed",
+                                      detail: "\(request.method.rawValue) is not served here; use \(allowed.map(\.rawValue).joined(separator: ", ")).")
+                    problem.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+                }
+            }
+            response = problem.response(instance: "urn:palletflow:request:\(requestID)")
+        }
+        response.headers[.requestID] = requestID
+        return response
+    }
+
+    static func problem(for error: any Error, logger: Logger) -> Problem {
+        var error = error
+        if let serverError = error as? ServerError {
+            error = serverError.underlyingError
+        }
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let failure as ValidationFailure:
+            return .validation(failure.errors)
+        case let storeError as StoreError:
+            switch storeError {
+            case .notFound(let what): return .notFound(what)
+            case .conflict(let detail): return .conflict(detail)
+            case .invalid(let errors): return .validation(errors)
+            case .forbidden(let detail): return .forbidden(detail)
+            }
+        case let decoding as DecodingError:
+            return decodingProblem(decoding)
+        case let httpError as HTTPError:
+            switch httpError.status {
+            case .contentTooLarge:
+                return Problem(.contentTooLarge, "too-large", "Request body too large",
+                               detail: httpError.body ?? "The request body exceeds the server's limit.")
+            case .notFound:
+                return Problem(.notFound, "not-found", "Not found", detail: noRoute)
+            default:
+                return Problem(httpError.status, "http-\(httpError.status.code)", httpError.status.reasonPhrase,
+                               detail: httpError.body)
+            }
+        case is PSQLError, is PostgresDecodingError:
+            if let psql = error as? PSQLError, psql.serverInfo == nil {
+                logger.error("database unreachable", metadata: ["error": "\(String(reflecting: error))"])
+                return .unavailable
+            }
+            logger.error("database error", metadata: ["error": "\(String(reflecting: error))"])
+            return .internalError
+        default:
+            if String(describing: type(of: error)).contains("RuntimeError") {
+                return .badRequest("The request could not be read: \(error)")
+            }
+            logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            return .internalError
+        }
+    }
+
+    static func decodingProblem(_ error: DecodingError) -> Problem {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            var text = ""
+            for key in codingPath {
+                if let index = key.intValue {
+                    text += "[\(index)]"
+                } else {
+                    text += text.isEmpty ? key.stringValue : "." + key.stringValue
+                }
+            }
+            return text.isEmpty ? "body" : text
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return .validation([FieldError(path(context.codingPath + [key]), "is required")])
+        case .typeMismatch(let type, let context):
+            return .validation([FieldError(path(context.codingPath), "must be of type \(type)")])
+        case .valueNotFound(let type, let context):
+            return .validation([FieldError(path(context.codingPath), "must be a \(type), not null")])
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty {
+                return .badRequest("The body is not valid JSON: \(context.debugDescription)")
+            }
+            return .validation([FieldError(path(context.codingPath), context.debugDescription)])
+        @unknown default:
+            return .badRequest("The body could not be decoded.")
+        }
+    }
+}
+
+/// Refuses bodies over the limit with 413 before any handler runs, and buffers the body
+/// so that idempotent writes can hash it.
+struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maximumBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBytes {
+            throw Problem(.contentTooLarge, "too-large", "Request body too large",
+                          detail: "The body has \(length) bytes; this server accepts at most \(maximumBytes).")
+        }
+        guard request.method == .post || request.method == .put || request.method == .patch else {
+            return try await next(request, context)
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maximumBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem(.contentTooLarge, "too-large", "Request body too large",
+                          detail: "The body exceeds this server's limit of \(maximumBytes) bytes.")
+        }
+        request.body = .init(buffer: buffer)
+        guard let key = request.headers[.idempotencyKey] else {
+            return try await next(request, context)
+        }
+        guard !key.isEmpty, key.utf8.count <= 255 else {
+            throw Problem.validation([FieldError("Idempotency-Key", "must be 1 to 255 characters")])
+        }
+        var digest = SHA256()
+        digest.update(data: Data(request.method.rawValue.utf8))
+        digest.update(data: Data(request.uri.path.utf8))
+        digest.update(data: Data([0]))
+        digest.update(data: Data(buffer.readableBytesView))
+        let idempotency = IdempotencyContext(key: key, requestHash: Array(digest.finalize()))
+        var scope = RequestScope.current
+        scope.idempotency = idempotency
+        var response = try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+        if let stored = idempotency.response {
+            let status = HTTPResponse.Status(code: stored.status)
+            var headers = response.headers
+            headers[.contentLength] = nil
+            headers[.contentType] = "application/json; charset=utf-8"
+            response = Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+        }
+        return response
+    }
+}
+
+/// Resolves `Authorization: Bearer` to the caller. A missing header leaves the caller
+/// empty (public operations still work); a bad token is refused at once.
+struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let store: Store
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            return try await next(request, context)
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw Problem(.unauthorized, "unauthenticated", "Authentication required",
+                          detail: "Use the Bearer scheme: `Authorization: Bearer <token>`.")
+        }
+        guard let caller = try await store.authenticate(TokenSecret(text: String(parts[1]).trimmingCharacters(in: .whitespaces))) else {
+            throw Problem.invalidToken
+        }
+        var context = context
+        context.logger[metadataKey: "member"] = .string(caller.membership.uuidString.lowercased())
+        var scope = RequestScope.current
+        scope.caller = caller
+        return try await RequestScope.$current.withValue(scope) {
+            try await next(request, context)
+        }
+    }
+}

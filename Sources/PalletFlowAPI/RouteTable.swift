@@ -1,0 +1,42 @@
+import PalletFlowContract
+import HTTPTypes
+import Hummingbird
+import OpenAPIRuntime
+import Synchronization
+
+/// The operations registered from the OpenAPI document, so an existing path asked with
+/// the wrong method answers 405 with `Allow` instead of 404.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(segments: [Substring], method: HTTPRequest.Method)]>([])
+
+    func add(path: String, method: HTTPRequest.Method) {
+        let segments = path.split(separator: "/")
+        routes.withLock { $0.append((segments, method)) }
+    }
+
+    /// Methods served at this concrete path; empty when the path is unknown.
+    func methods(at path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/")
+        return routes.withLock { routes in
+            routes.filter { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { $0.first == "{" || $0.first == ":" || $0 == $1 }
+            }.map(\.method)
+        }
+    }
+}
+
+/// Registers the generated handlers on the router and remembers what was registered.
+struct RecordingTransport<Context: RequestContext>: ServerTransport {
+    let router: Router<Context>
+    let table: RouteTable
+
+    func register(
+        _ handler: @escaping @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
+        method: HTTPRequest.Method,
+        path: String
+    ) throws {
+        table.add(path: path, method: method)
+        try router.register(handler, method: method, path: path)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Logging
+import NIOPosix
+import PostgresNIO
+
+/// Opens PalletFlow's database the way every PalletFlow program does: `DATABASE_URL` when
+/// given, otherwise the embedded cluster under the data directory (created and started
+/// on first use).
+public struct DatabaseRuntime: Sendable {
+    public let settings: DatabaseSettings
+    public let cluster: EmbeddedPostgres?
+
+    public static let defaultDataDirectory = ".palletflow"
+    public static let databaseName = "palletflow"
+
+    public static func open(dataDirectory: String?, databaseURL: String?, logger: Logger,
+                            maximumConnections: Int = 20) async throws -> DatabaseRuntime {
+        if let databaseURL, !databaseURL.isEmpty {
+            return DatabaseRuntime(settings: try .url(databaseURL, maximumConnections: maximumConnections), cluster: nil)
+        }
+        let cluster = try EmbeddedPostgres(dataDirectory: dataDirectory ?? defaultDataDirectory, logger: logger)
+        try cluster.start()
+        do {
+            try await ensureDatabase(cluster, named: databaseName, logger: logger)
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return DatabaseRuntime(settings: .embedded(cluster, database: databaseName, maximumConnections: maximumConnections),
+                               cluster: cluster)
+    }
+
+    /// Creates the application database in the embedded cluster if it is missing.
+    public static func ensureDatabase(_ cluster: EmbeddedPostgres, named name: String, template: String? = nil,
+                                      logger: Logger) async throws {
+        try await withAdminConnection(cluster, logger: logger) { connection in
+            let rows = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)", logger: logger)
+            var exists = false
+            for try await _ in rows { exists = true }
+            if !exists {
+                let quoted = "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+                var statement = "CREATE DATABASE \(quoted)"
+                if let template {
+                    statement += " TEMPLATE \"" + template.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+                }
+                // Identifiers cannot be bound parameters; both are quoted above.
+                _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+    }
+
+    /// A short-lived connection to the cluster's `postgres` database, for administration.
+    public static func withAdminConnection<Result: Sendable>(
+        _ cluster: EmbeddedPostgres, logger: Logger,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let configuration = PostgresConnection.Configuration(
+            unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: "postgres")
+        let connection = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0, logger: logger)
+        do {
+            let result = try await body(connection)
+            try await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    public func makeClient(logger: Logger) -> PostgresClient {
+        PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
+    }
+
+    /// Runs `body` with a live client (for the CLI and tests; the daemon runs its client
+    /// as a lifecycle service instead).
+    public func withClient<Result: Sendable>(logger: Logger, _ body: @Sendable (PostgresClient) async throws -> Result) async throws -> Result {
+        let client = makeClient(logger: logger)
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+
+    /// Releases the embedded cluster (the last user stops it).
+    public func close() {
+        cluster?.stop()
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import NIOSSL
+import PostgresNIO
+
+/// Where PalletFlow's database is: a `DATABASE_URL`, or the embedded cluster.
+public struct DatabaseSettings: Sendable {
+    public var configuration: PostgresClient.Configuration
+    /// Shown in logs and errors; never carries the password.
+    public var displayName: String
+
+    public init(configuration: PostgresClient.Configuration, displayName: String) {
+        self.configuration = configuration
+        self.displayName = displayName
+    }
+
+    /// The embedded cluster's socket, as its superuser (the cluster admits no one else).
+    public static func embedded(_ cluster: EmbeddedPostgres, database: String = "palletflow",
+                                maximumConnections: Int = 20) -> DatabaseSettings {
+        var configuration = PostgresClient.Configuration(
+            unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: database)
+        configuration.options.maximumConnections = maximumConnections
+        return DatabaseSettings(configuration: configuration, displayName: "embedded \(cluster.socketPath) db=\(database)")
+    }
+
+    /// Parses `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...`.
+    /// sslmode: disable, prefer (default), require (encrypted, unverified) or verify-full.
+    public static func url(_ text: String, maximumConnections: Int = 20) throws -> DatabaseSettings {
+        guard let components = URLComponents(string: text),
+              components.scheme == "postgres" || components.scheme == "postgresql",
+              let host = components.host, !host.isEmpty
+        else {
+            throw EmbeddedPostgresError("DATABASE_URL must look like postgres://user:password@host:5432/database")
+        }
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        let mode = query["sslmode"] ?? "prefer"
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        if let rootCertificate = query["sslrootcert"], !rootCertificate.isEmpty {
+            tlsConfiguration.trustRoots = .file(rootCertificate)
+        }
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow":
+            tlsConfiguration.certificateVerification = .none
+            tls = .prefer(tlsConfiguration)
+        case "require":
+            tlsConfiguration.certificateVerification = .none
+            tls = .require(tlsConfiguration)
+        case "verify-ca":
+            tlsConfiguration.certificateVerification = .noHostnameVerification
+            tls = .require(tlsConfiguration)
+        case "verify-full":
+            tlsConfiguration.certificateVerification = .fullVerification
+            tls = .require(tlsConfiguration)
+        default:
+            throw EmbeddedPostgresError("DATABASE_URL sslmode=\(mode) is not one of disable, prefer, require, verify-ca, verify-full")
+        }
+        let database = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432,
+            username: components.user?.removingPercentEncoding ?? "postgres",
+            password: components.password?.removingPercentEncoding,
+            database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.maximumConnections = maximumConnections
+        return DatabaseSettings(configuration: configuration,
+                                displayName: "\(host):\(components.port ?? 5432)/\(database) sslmode=\(mode)")
+    }
+}

@@ -1,0 +1,125 @@
+import Crypto
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One SQL migration file, `NNNN_name.sql`.
+public struct Migration: Sendable, Hashable {
+    public var version: Int
+    public var name: String
+    public var sql: String
+
+    /// SHA-256 of the file's text: an applied file must never change.
+    public var checksum: String {
+        SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The migrations built into this binary from `sql/`.
+    public static let all: [Migration] = EmbeddedMigrations.files.compactMap { file in
+        let stem = file.name.replacingOccurrences(of: ".sql", with: "")
+        guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]) else { return nil }
+        return Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: file.contents)
+    }.sorted { $0.version < $1.version }
+}
+
+public struct MigrationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Applies migrations in order, each in its own transaction, recorded with its checksum.
+/// Concurrent starters serialise on an advisory lock, so only one applies each file.
+public struct Migrator: Sendable {
+    /// Arbitrary but fixed: the advisory lock key PalletFlow's migrators share.
+    static let advisoryLockKey: Int64 = 0x7061_6c6c_6574_666c
+    public var migrations: [Migration]
+
+    public init(migrations: [Migration] = Migration.all) {
+        self.migrations = migrations
+    }
+
+    /// Applies what is missing; returns the versions applied now.
+    @discardableResult
+    public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await client.withConnection { connection in
+            _ = try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            do {
+                let applied = try await apply(on: connection, logger: logger)
+                _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                return applied
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// Versions recorded as applied, with their checksums.
+    public func appliedVersions(_ connection: PostgresConnection, logger: Logger) async throws -> [Int: String] {
+        try await ensureTable(connection, logger: logger)
+        var applied: [Int: String] = [:]
+        for try await (version, checksum) in try await connection.query(
+            "SELECT version, checksum FROM schema_migrations", logger: logger
+        ).decode((Int, String).self) {
+            applied[version] = checksum
+        }
+        return applied
+    }
+
+    /// True when every migration of this binary is applied and unchanged.
+    public func isUpToDate(_ client: PostgresClient, logger: Logger) async throws -> Bool {
+        try await client.withConnection { connection in
+            let applied = try await appliedVersions(connection, logger: logger)
+            return migrations.allSatisfy { applied[$0.version] == $0.checksum }
+        }
+    }
+
+    private func ensureTable(_ connection: PostgresConnection, logger: Logger) async throws {
+        _ = try await connection.query("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())
+            """, logger: logger)
+    }
+
+    private func apply(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        let applied = try await appliedVersions(connection, logger: logger)
+        for migration in migrations {
+            if let checksum = applied[migration.version], checksum != migration.checksum {
+                throw MigrationError(description: """
+                    migration \(migration.version)_\(migration.name).sql was edited after it was applied \
+                    (recorded checksum \(checksum.prefix(12))…, file \(migration.checksum.prefix(12))…). \
+                    Applied migrations are frozen: restore the file and put the change in a new migration.
+                    """)
+            }
+        }
+        let known = Set(migrations.map(\.version))
+        if let unknown = applied.keys.filter({ !known.contains($0) }).max() {
+            throw MigrationError(description: """
+                the database has migration \(unknown), which this binary does not know: it was migrated by a \
+                newer PalletFlow. Run that version, or restore a backup taken before it.
+                """)
+        }
+        var done: [Int] = []
+        for migration in migrations where applied[migration.version] == nil {
+            logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            do {
+                _ = try await connection.simpleQuery("BEGIN").get()
+                _ = try await connection.simpleQuery(migration.sql).get()
+                _ = try await connection.query("""
+                    INSERT INTO schema_migrations (version, name, checksum)
+                    VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                    """, logger: logger)
+                _ = try await connection.simpleQuery("COMMIT").get()
+            } catch {
+                _ = try? await connection.simpleQuery("ROLLBACK").get()
+                throw MigrationError(description: """
+                    migration \(migration.version)_\(migration.name).sql failed and was rolled back: \(String(reflecting: error))
+                    """)
+            }
+            done.append(migration.version)
+        }
+        return done
+    }
+}

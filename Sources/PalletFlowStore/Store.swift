@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import PalletFlowCore
+import PostgresNIO
+
+/// PalletFlow's PostgreSQL edge. Every method takes the ecosystem it works in and binds
+/// every value; the SQL for each capability lives in `Store+Capability.swift`.
+public struct Store: Sendable {
+    public let client: PostgresClient
+    public let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+}
+
+/// A request the store refuses for a reason the caller can fix.
+public enum StoreError: Error, Sendable, Equatable {
+    /// The thing does not exist in this ecosystem, or the caller may not see it.
+    case notFound(String)
+    /// The request conflicts with the current state (duplicate code, reused key...).
+    case conflict(String)
+    /// Fields that are invalid against the data (unknown ids...).
+    case invalid([FieldError])
+    /// The caller's role does not allow this action.
+    case forbidden(String)
+}
+
+/// SQLSTATE codes the store maps to user errors.
+enum SQLState {
+    static let uniqueViolation = "23505"
+    static let foreignKeyViolation = "23503"
+    static let checkViolation = "23514"
+    static let raiseException = "P0001"
+}
+
+extension PSQLError {
+    var sqlState: String? { serverInfo?[.sqlState] }
+    var constraintName: String? { serverInfo?[.constraintName] }
+}
+
+public struct EcosystemRecord: Sendable, Hashable {
+    public var id: UUID
+    public var name: String
+    public var lossHorizonDays: Int
+    public var noteDueDays: Int
+    public var currency: String
+    public var createdAt: Date
+}
+
+public struct MemberRecord: Sendable, Hashable {
+    public var id: UUID
+    public var organisation: UUID
+    public var name: String
+    public var pgln: String?
+    public var role: Role
+    public var active: Bool
+    public var createdAt: Date
+}
+
+public struct SiteRecord: Sendable, Hashable {
+    public var id: UUID
+    public var member: UUID
+    public var name: String
+    public var sgln: String?
+    public var address: String?
+    public var active: Bool
+}
+
+public struct PalletTypeRecord: Sendable, Hashable {
+    public var id: UUID
+    public var code: String
+    public var name: String
+    public var lengthMillimetres: Int?
+    public var widthMillimetres: Int?
+    public var heightMillimetres: Int?
+    public var exchangeable: Bool
+    public var graiClass: String?
+    public var active: Bool
+    /// The unit value in force today, in minor units, with its currency and start date.
+    public var unitValueMinor: Int64?
+    public var currency: String?
+    public var valueValidFrom: Date?
+}
+
+public struct TokenRecord: Sendable, Hashable {
+    public var id: UUID
+    public var member: UUID
+    public var name: String
+    public var createdAt: Date
+    public var revokedAt: Date?
+}
+
+/// UUIDv7-like: time-ordered so new rows land at the end of B-tree indexes.
+public func newID() -> UUID {
+    var bytes = UUID().uuid
+    let millis = UInt64(Date().timeIntervalSince1970 * 1000)
+    bytes.0 = UInt8((millis >> 40) & 0xff)
+    bytes.1 = UInt8((millis >> 32) & 0xff)
+    bytes.2 = UInt8((millis >> 24) & 0xff)
+    bytes.3 = UInt8((millis >> 16) & 0xff)
+    bytes.4 = UInt8((millis >> 8) & 0xff)
+    bytes.5 = UInt8(millis & 0xff)
+    bytes.6 = (bytes.6 & 0x0f) | 0x70
+    bytes.8 = (bytes.8 & 0x3f) | 0x80
+    return UUID(uuid: bytes)
+}

@@ -55,7 +55,8 @@ let package = Package(
             dependencies: [
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ],
-            swiftSettings: swiftSettings,
+            // The generated code's unused-import warnings are the generator's, not ours.
+            swiftSettings: swiftSettings + [.unsafeFlags(["-suppress-warnings"])],
             plugins: [
                 .plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator"),
                 "EmbedFiles",
@@ -76,6 +77,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The demo ecosystem: a shipper's network seeded with a year of plausible facts.
+        .target(
+            name: "PalletFlowDemo",
+            dependencies: ["PalletFlowCore", "PalletFlowStore"],
+            swiftSettings: swiftSettings
+        ),
         // Background jobs: indicators, alerts, schedules.
         .target(
             name: "PalletFlowWorker",
@@ -92,6 +99,7 @@ let package = Package(
                 "PalletFlowAPI",
                 "PalletFlowStore",
                 "PalletFlowWorker",
+                "PalletFlowDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -113,6 +121,7 @@ let package = Package(
                 "PalletFlowCore",
                 "PalletFlowStore",
                 "PalletFlowWorker",
+                "PalletFlowDemo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -129,6 +138,7 @@ let package = Package(
                 "PalletFlowStore",
                 "PalletFlowWorker",
                 "PalletFlowCore",
+                "PalletFlowDemo",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -57,6 +57,7 @@ extension APIImplementation {
         try check.throwIfInvalid()
         let member = try await store.addMember(ecosystem: caller.ecosystem, name: name, pgln: body.pgln,
                                                role: Role(body.role), by: caller.membership)
+        directoryCache.invalidate(caller.ecosystem)
         return .created(.init(body: .json(.init(member))))
     }
 
@@ -70,6 +71,7 @@ extension APIImplementation {
             throw Problem.validation([FieldError("active", "the shipper cannot deactivate itself")])
         }
         try await store.setMemberActive(ecosystem: caller.ecosystem, id: id, active: body.active, by: caller.membership)
+        directoryCache.invalidate(caller.ecosystem)
         guard let member = try await store.member(ecosystem: caller.ecosystem, id: id) else { throw Problem.notFound("member") }
         return .ok(.init(body: .json(.init(member))))
     }
@@ -144,6 +146,7 @@ extension APIImplementation {
         try check.throwIfInvalid()
         let site = try await store.addSite(ecosystem: caller.ecosystem, member: member!, name: name, sgln: body.sgln,
                                            address: body.address, by: caller.membership)
+        directoryCache.invalidate(caller.ecosystem)
         return .created(.init(body: .json(.init(site))))
     }
 
@@ -174,6 +177,7 @@ extension APIImplementation {
             code: body.code, name: name, lengthMillimetres: body.lengthMm, widthMillimetres: body.widthMm,
             heightMillimetres: body.heightMm, exchangeable: body.exchangeable ?? true, graiClass: body.graiClass,
             unitValueMinor: value?.amount, currency: value?.currency, valueValidFrom: value?.validFrom), by: caller.membership)
+        directoryCache.invalidate(caller.ecosystem)
         return .created(.init(body: .json(.init(type))))
     }
 

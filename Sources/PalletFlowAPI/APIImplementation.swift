@@ -11,6 +11,7 @@ struct APIImplementation: APIProtocol {
     let store: Store
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
+    let directoryCache = DirectoryCache()
 
     /// The authenticated caller, or 401.
     func caller() throws -> Caller {

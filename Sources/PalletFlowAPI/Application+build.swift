@@ -51,7 +51,8 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
 
 /// The daemon's application: the router plus the services that live and die with it
 /// (the PostgreSQL client pool, and the in-process worker when asked for).
-public func buildApplication(store: Store, settings: ServerSettings, services: [any Service], logger: Logger) throws
+public func buildApplication(store: Store, settings: ServerSettings, services: [any Service], logger: Logger,
+                             beforeServerStarts: @escaping @Sendable () async throws -> Void = {}) throws
     -> some ApplicationProtocol
 {
     let router = try buildRouter(store: store, settings: settings, logger: logger)
@@ -60,5 +61,6 @@ public func buildApplication(store: Store, settings: ServerSettings, services: [
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "palletflowd"),
         logger: logger)
     for service in services { app.addServices(service) }
+    app.beforeServerStarts(perform: beforeServerStarts)
     return app
 }

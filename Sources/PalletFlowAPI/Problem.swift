@@ -74,7 +74,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
     }
 
     public func response(instance: String?) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: body(instance: instance), options: [.sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: body(instance: instance), options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))

@@ -7,12 +7,14 @@ public struct Member: Sendable, Hashable {
     public var name: String
     public var role: Role
     public var active: Bool
-    public init(id: UUID, organisation: UUID, name: String, role: Role, active: Bool = true) {
+    public var pgln: String?
+    public init(id: UUID, organisation: UUID, name: String, role: Role, active: Bool = true, pgln: String? = nil) {
         self.id = id
         self.organisation = organisation
         self.name = name
         self.role = role
         self.active = active
+        self.pgln = pgln
     }
 }
 
@@ -21,11 +23,13 @@ public struct Site: Sendable, Hashable {
     public var owner: UUID
     public var name: String
     public var active: Bool
-    public init(id: UUID, owner: UUID, name: String, active: Bool = true) {
+    public var sgln: String?
+    public init(id: UUID, owner: UUID, name: String, active: Bool = true, sgln: String? = nil) {
         self.id = id
         self.owner = owner
         self.name = name
         self.active = active
+        self.sgln = sgln
     }
 }
 
@@ -59,7 +63,21 @@ public struct Directory: Sendable {
         self.palletTypes = Dictionary(palletTypes.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    public func palletType(code: String) -> PalletType? {
-        palletTypes.values.first { $0.code == code }
+    /// A pallet type by id or by code.
+    public func palletType(_ reference: String) -> PalletType? {
+        if let id = UUID(uuidString: reference), let type = palletTypes[id] { return type }
+        return palletTypes.values.first { $0.code.caseInsensitiveCompare(reference) == .orderedSame }
+    }
+
+    /// A member by id or by GS1 PGLN.
+    public func member(_ reference: String) -> Member? {
+        if let id = UUID(uuidString: reference) { return members[id] }
+        return members.values.first { $0.pgln == reference }
+    }
+
+    /// A site by id or by SGLN.
+    public func site(_ reference: String) -> Site? {
+        if let id = UUID(uuidString: reference) { return sites[id] }
+        return sites.values.first { $0.sgln == reference }
     }
 }

@@ -233,3 +233,17 @@ public enum LedgerRules {
         return physical.values.allSatisfy { $0 == 0 } && owed.values.allSatisfy { $0 == 0 }
     }
 }
+
+extension LedgerRules {
+    /// Who is asked to confirm a declaration: the other party of a two-party movement.
+    /// When the shipper declares for two other parties, the receiver confirms.
+    /// Nil when only one party is involved: such movements are confirmed as declared.
+    public static func counterparty(of declaration: MovementDeclaration, declarer: UUID) -> UUID? {
+        guard declaration.kind.needsCounterparty, let from = declaration.from?.party, let to = declaration.to?.party,
+              from != to
+        else { return nil }
+        if declarer == from { return to }
+        if declarer == to { return from }
+        return to
+    }
+}

@@ -247,33 +247,45 @@ struct ClusterOwner {
 
     /// Runs a PostgreSQL program as the cluster's owner and returns its exit status and output.
     func run(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
+        var argv: [String]
         if isRoot {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") {
-                process.executableURL = URL(fileURLWithPath: "/sbin/runuser")
-            }
-            process.arguments = ["-u", "postgres", "--", program] + arguments
+            let runuser = FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") ? "/usr/sbin/runuser" : "/sbin/runuser"
+            argv = [runuser, "-u", "postgres", "--", program] + arguments
         } else {
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = arguments
+            argv = [program] + arguments
         }
-        // pg_ctl's server inherits our descriptors: give it files, not pipes we would wait on.
-        let outputFile = FileManager.default.temporaryDirectory
-            .appendingPathComponent("palletflow-pg-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let handle = try FileHandle(forWritingTo: outputFile)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        try process.run()
-        process.waitUntilExit()
-        try? handle.close()
-        let output = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, output.trimmingCharacters(in: .whitespacesAndNewlines))
+        return try spawnAndWait(argv)
     }
+}
+
+/// posix_spawn + waitpid. Foundation's Process can miss the child's exit when called
+/// from Swift concurrency on Linux; this cannot. The output goes to a file, not a pipe,
+/// because pg_ctl's server keeps inheriting descriptors long after pg_ctl exits.
+func spawnAndWait(_ command: [String]) throws -> (status: Int32, output: String) {
+    // Start from "/": the postgres user may not be able to enter our working directory.
+    let argv = ["/bin/sh", "-c", "cd / && exec \"$@\"", "sh"] + command
+    let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("palletflow-\(UUID().uuidString).out").path
+    defer { unlink(outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    defer { cArguments.forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ)
+    guard spawned == 0 else {
+        throw EmbeddedPostgresError("cannot run \(argv[0]): \(String(cString: strerror(spawned)))")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        if errno != EINTR { throw EmbeddedPostgresError("waiting for \(argv[0]) failed: \(String(cString: strerror(errno)))") }
+    }
+    let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    return (exitStatus, output.trimmingCharacters(in: .whitespacesAndNewlines))
 }
 
 /// An advisory `flock` on a file: released by the kernel when the process dies, so a

@@ -105,15 +105,18 @@ public struct Migrator: Sendable {
         for migration in migrations where applied[migration.version] == nil {
             logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             do {
-                _ = try await connection.simpleQuery("BEGIN").get()
-                _ = try await connection.simpleQuery(migration.sql).get()
+                _ = try await connection.query("BEGIN", logger: logger)
+                for statement in SQLScript.statements(migration.sql) {
+                    // Migration files are the project's own trusted SQL, not user input.
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
                 _ = try await connection.query("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))
                     """, logger: logger)
-                _ = try await connection.simpleQuery("COMMIT").get()
+                _ = try await connection.query("COMMIT", logger: logger)
             } catch {
-                _ = try? await connection.simpleQuery("ROLLBACK").get()
+                _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw MigrationError(description: """
                     migration \(migration.version)_\(migration.name).sql failed and was rolled back: \(String(reflecting: error))
                     """)

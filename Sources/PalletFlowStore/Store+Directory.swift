@@ -13,7 +13,7 @@ extension Store {
     {
         let ecosystemID = newID()
         let secret = TokenSecret.generate()
-        let shipper = try await client.withTransaction(logger: logger) { connection in
+        let shipper = try await transaction { connection in
             try await connection.query("""
                 INSERT INTO ecosystems (id, name, currency, loss_horizon_days, note_due_days)
                 VALUES (\(ecosystemID), \(name), \(currency), \(lossHorizonDays), \(noteDueDays))
@@ -22,7 +22,7 @@ extension Store {
                                                  pgln: shipperPGLN, role: .shipper)
             try await connection.query("""
                 INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                VALUES (\(ecosystemID), \(newID()), \(shipper.id), 'bootstrap admin', \(secret.hash))
+                VALUES (\(ecosystemID), \(newID()), \(shipper.id), 'bootstrap admin', \(ByteBuffer(bytes: secret.hash)))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystemID, by: nil, action: "ecosystem.create", subject: ecosystemID)
             return shipper
@@ -60,7 +60,7 @@ extension Store {
     /// one carrier serving several shippers is one organisation with several memberships.
     public func addMember(ecosystem: UUID, name: String, pgln: String?, role: Role, by actor: UUID?) async throws -> MemberRecord {
         do {
-            return try await client.withTransaction(logger: logger) { connection in
+            return try await transaction { connection in
                 let member = try await insertMember(connection, ecosystem: ecosystem, name: name, pgln: pgln, role: role)
                 try await audit(connection, ecosystem: ecosystem, by: actor, action: "member.add", subject: member.id)
                 return member
@@ -118,7 +118,7 @@ extension Store {
     }
 
     public func setMemberActive(ecosystem: UUID, id: UUID, active: Bool, by actor: UUID) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction { connection in
             let rows = try await connection.query("""
                 UPDATE memberships SET active = \(active) WHERE ecosystem_id = \(ecosystem) AND id = \(id) RETURNING id
                 """, logger: logger)
@@ -141,7 +141,7 @@ extension Store {
     public func addSite(ecosystem: UUID, member: UUID, name: String, sgln: String?, address: String?, by actor: UUID) async throws -> SiteRecord {
         let id = newID()
         do {
-            try await client.withTransaction(logger: logger) { connection in
+            try await transaction { connection in
                 try await connection.query("""
                     INSERT INTO sites (ecosystem_id, id, membership_id, name, sgln, address)
                     VALUES (\(ecosystem), \(id), \(member), \(name), \(sgln), \(address))
@@ -200,7 +200,7 @@ extension Store {
     public func addPalletType(ecosystem: UUID, _ type: NewPalletType, by actor: UUID?) async throws -> PalletTypeRecord {
         let id = newID()
         do {
-            try await client.withTransaction(logger: logger) { connection in
+            try await transaction { connection in
                 try await connection.query("""
                     INSERT INTO pallet_types (ecosystem_id, id, code, name, length_mm, width_mm, height_mm, exchangeable, grai_class)
                     VALUES (\(ecosystem), \(id), \(type.code), \(type.name), \(type.lengthMillimetres), \(type.widthMillimetres),
@@ -230,7 +230,7 @@ extension Store {
     public func addPalletTypeValue(ecosystem: UUID, palletType: UUID, validFrom: Date, unitValueMinor: Int64,
                                    currency: String, by actor: UUID) async throws {
         do {
-            try await client.withTransaction(logger: logger) { connection in
+            try await transaction { connection in
                 try await connection.query("""
                     INSERT INTO pallet_type_values (ecosystem_id, pallet_type_id, valid_from, unit_value_minor, currency)
                     VALUES (\(ecosystem), \(palletType), \(validFrom)::date, \(unitValueMinor), \(currency))
@@ -270,9 +270,9 @@ extension Store {
     /// The snapshot declarations are checked against.
     public func directory(ecosystem: UUID) async throws -> Directory {
         let members = try await members(ecosystem: ecosystem).map {
-            Member(id: $0.id, organisation: $0.organisation, name: $0.name, role: $0.role, active: $0.active)
+            Member(id: $0.id, organisation: $0.organisation, name: $0.name, role: $0.role, active: $0.active, pgln: $0.pgln)
         }
-        let sites = try await sites(ecosystem: ecosystem).map { Site(id: $0.id, owner: $0.member, name: $0.name, active: $0.active) }
+        let sites = try await sites(ecosystem: ecosystem).map { Site(id: $0.id, owner: $0.member, name: $0.name, active: $0.active, sgln: $0.sgln) }
         let types = try await palletTypes(ecosystem: ecosystem).map {
             PalletType(id: $0.id, code: $0.code, name: $0.name, exchangeable: $0.exchangeable, active: $0.active)
         }
@@ -285,10 +285,10 @@ extension Store {
         let secret = TokenSecret.generate()
         let id = newID()
         do {
-            let created = try await client.withTransaction(logger: logger) { connection in
+            let created = try await transaction { connection in
                 let rows = try await connection.query("""
                     INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                    SELECT \(ecosystem), \(id), m.id, \(name), \(secret.hash)
+                    SELECT \(ecosystem), \(id), m.id, \(name), \(ByteBuffer(bytes: secret.hash))
                     FROM memberships m WHERE m.ecosystem_id = \(ecosystem) AND m.id = \(member) AND m.active
                     RETURNING created_at
                     """, logger: logger)
@@ -314,7 +314,7 @@ extension Store {
     }
 
     public func revokeToken(ecosystem: UUID, member: UUID, token: UUID, by actor: UUID) async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction { connection in
             let rows = try await connection.query("""
                 UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())
                 WHERE ecosystem_id = \(ecosystem) AND membership_id = \(member) AND id = \(token) RETURNING id
@@ -334,7 +334,7 @@ extension Store {
             FROM api_tokens t
             JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
             JOIN organisations o ON o.id = m.organisation_id
-            WHERE t.token_hash = \(secret.hash) AND t.revoked_at IS NULL AND m.active
+            WHERE t.token_hash = \(ByteBuffer(bytes: secret.hash)) AND t.revoked_at IS NULL AND m.active
             """, logger: logger)
         for try await (ecosystem, membership, organisation, name, role, token) in rows.decode((UUID, UUID, UUID, String, String, UUID).self) {
             guard let role = Role(rawValue: role) else { return nil }
@@ -357,5 +357,15 @@ extension Store {
     /// Database reachable and every migration of this binary applied.
     public func isReady() async -> Bool {
         (try? await Migrator().isUpToDate(client, logger: logger)) ?? false
+    }
+}
+
+extension Store {
+    /// Revokes every live token of the ecosystem carrying this name (the demo re-issues its own).
+    public func revokeTokens(ecosystem: UUID, named name: String) async throws {
+        try await client.query("""
+            UPDATE api_tokens SET revoked_at = now()
+            WHERE ecosystem_id = \(ecosystem) AND name = \(name) AND revoked_at IS NULL
+            """, logger: logger)
     }
 }

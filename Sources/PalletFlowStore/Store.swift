@@ -15,6 +15,21 @@ public struct Store: Sendable {
     }
 }
 
+extension Store {
+    /// A transaction whose errors come out as thrown inside it (postgres-nio wraps them).
+    public func transaction<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await body(connection)
+            }
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        }
+    }
+}
+
 /// A request the store refuses for a reason the caller can fix.
 public enum StoreError: Error, Sendable, Equatable {
     /// The thing does not exist in this ecosystem, or the caller may not see it.

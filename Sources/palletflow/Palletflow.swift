@@ -1,0 +1,198 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PalletFlowCore
+import PalletFlowDemo
+import PalletFlowStore
+
+@main
+struct Palletflow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "palletflow",
+        abstract: "PalletFlow's administration tool.",
+        discussion: """
+            Every command works on the database named by DATABASE_URL, or else on the embedded \
+            PostgreSQL under --data-dir (started for the command if no daemon runs it).
+            """,
+        subcommands: [Migrate.self, Demo.self, EcosystemCommand.self, TokenCommand.self, LedgerCommand.self])
+}
+
+/// Where the database is; shared by every command.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
+    var dataDirectory: String = ProcessInfo.processInfo.environment["PALLETFLOW_DATA_DIR"] ?? DatabaseRuntime.defaultDataDirectory
+
+    @Flag(help: "Log what happens (to standard error).")
+    var verbose = false
+
+    /// Opens the database, applies migrations, runs `body` with a store, and releases all.
+    func withStore<Result: Sendable>(migrate: Bool = true, _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+        JSONLogHandler.bootstrap(level: verbose ? .info : .warning, format: "text")
+        let logger = Logger(label: "palletflow")
+        let runtime: DatabaseRuntime
+        do {
+            runtime = try await DatabaseRuntime.open(dataDirectory: dataDirectory,
+                                                     databaseURL: ProcessInfo.processInfo.environment["DATABASE_URL"],
+                                                     logger: logger, maximumConnections: 4)
+        } catch let error as EmbeddedPostgresError {
+            throw ValidationError(error.description)
+        }
+        defer { runtime.close() }
+        return try await runtime.withClient(logger: logger) { client in
+            if migrate { try await Migrator().migrate(client, logger: logger) }
+            return try await body(Store(client: client, logger: logger))
+        }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
+}
+
+func output(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the SQL migrations that are missing.")
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let applied = try await database.withStore(migrate: false) { store in
+            try await Migrator().migrate(store.client, logger: store.logger)
+        }
+        output(applied.isEmpty ? "Schema up to date (\(Migration.all.count) migrations)."
+                               : "Applied migrations \(applied.map(String.init).joined(separator: ", ")).")
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Seed the demo ecosystem (or find it again) and print its tokens.",
+        discussion: "Tokens are issued anew at each run; the previous demo tokens are revoked.")
+    @OptionGroup var database: DatabaseOptions
+    @Flag(help: "Print the ecosystem id, organisations and tokens as JSON.")
+    var json = false
+
+    func run() async throws {
+        let seeded = try await database.withStore { store in try await DemoEcosystem.seed(store) }
+        if json {
+            try printJSON(seeded)
+        } else {
+            output("\(seeded.name)  ecosystem \(seeded.ecosystemId)")
+            for organisation in seeded.organisations {
+                output("  \(organisation.role.padding(toLength: 11, withPad: " ", startingAt: 0)) \(organisation.token)  \(organisation.name)")
+            }
+        }
+    }
+}
+
+struct EcosystemCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ecosystem", abstract: "Create ecosystems.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an ecosystem with its shipper and print the shipper's admin token (shown once).")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "The ecosystem's name.") var name: String
+        @Option(name: .customLong("shipper-name"), help: "The shipper organisation's name.") var shipperName: String
+        @Option(name: .customLong("shipper-pgln"), help: "The shipper's GS1 party GLN (13 digits).") var shipperPGLN: String?
+        @Option(help: "Currency of pallet values (ISO 4217).") var currency = "EUR"
+        @Flag(help: "Print as JSON.") var json = false
+
+        func validate() throws {
+            if name.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--name must not be empty") }
+            if shipperName.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--shipper-name must not be empty") }
+            if let shipperPGLN, shipperPGLN.count != 13 || !shipperPGLN.allSatisfy(\.isNumber) {
+                throw ValidationError("--shipper-pgln must be 13 digits")
+            }
+        }
+
+        struct Created: Encodable {
+            var ecosystemId: String
+            var shipperMemberId: String
+            var token: String
+        }
+
+        func run() async throws {
+            let (name, shipperName, shipperPGLN, currency) = (name, shipperName, shipperPGLN, currency)
+            let created = try await database.withStore { store in
+                try await store.createEcosystem(name: name, shipperName: shipperName, shipperPGLN: shipperPGLN, currency: currency)
+            }
+            let result = Created(ecosystemId: created.ecosystem.id.uuidString.lowercased(),
+                                 shipperMemberId: created.shipper.id.uuidString.lowercased(), token: created.token.text)
+            if json {
+                try printJSON(result)
+            } else {
+                output("Ecosystem \(result.ecosystemId) created; shipper member \(result.shipperMemberId).")
+                output("Shipper admin token (shown once, keep it safe): \(result.token)")
+            }
+        }
+    }
+}
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Issue API tokens.", subcommands: [Issue.self])
+
+    struct Issue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Issue a token for a member; the secret is shown once.")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Ecosystem id.") var ecosystem: String
+        @Option(help: "Member id (a membership of the ecosystem).") var member: String
+        @Option(help: "A name to recognise the token by.") var name = "cli"
+
+        func run() async throws {
+            guard let ecosystemID = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+            guard let memberID = UUID(uuidString: member) else { throw ValidationError("--member must be a UUID") }
+            let name = name
+            do {
+                let (_, secret) = try await database.withStore { store in
+                    try await store.issueToken(ecosystem: ecosystemID, member: memberID, name: name, by: nil)
+                }
+                output(secret.text)
+            } catch StoreError.notFound {
+                throw ValidationError("no active member \(member) in ecosystem \(ecosystem)")
+            }
+        }
+    }
+}
+
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger", abstract: "Check the pallet ledger.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prove every balance equals the sum of its entries and every pallet type is conserved.",
+            discussion: "Exits 0 when the ledger holds, 1 when it does not (each violation is printed).")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Check one ecosystem only (id).") var ecosystem: String?
+        @Flag(help: "Print the report as JSON.") var json = false
+
+        func run() async throws {
+            var scope: UUID?
+            if let ecosystem {
+                guard let id = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+                scope = id
+            }
+            let chosen = scope
+            let report = try await database.withStore { store in try await store.verifyLedger(ecosystem: chosen) }
+            if json {
+                try printJSON(report)
+            } else {
+                output("Checked \(report.accounts) accounts, \(report.entries) entries, \(report.movements) movements.")
+                for line in report.balanceMismatches + report.conservationViolations + report.mirrorViolations
+                    + report.unbalancedMovements {
+                    output("  VIOLATION \(line)")
+                }
+                output(report.holds ? "Ledger holds: every balance equals its entries, every pallet type is conserved."
+                                    : "Ledger does NOT hold.")
+            }
+            if !report.holds { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import PalletFlowAPI
+import PalletFlowDemo
+import PalletFlowStore
+import PalletFlowWorker
+import ServiceLifecycle
+
+@main
+struct Palletflowd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "palletflowd",
+        abstract: "The PalletFlow HTTP daemon.",
+        discussion: """
+            Without DATABASE_URL, palletflowd runs its own PostgreSQL cluster under the data directory \
+            (created on first run, stopped on exit). With DATABASE_URL it uses that server.
+            """)
+
+    @Option(help: "Address to listen on (env PALLETFLOW_HOST). Loopback unless you say otherwise.")
+    var host: String = ProcessInfo.processInfo.environment["PALLETFLOW_HOST"] ?? "127.0.0.1"
+
+    @Option(help: "Port to listen on (env PALLETFLOW_PORT).")
+    var port: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_PORT"] ?? "") ?? 8080
+
+    @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
+    var dataDirectory: String = ProcessInfo.processInfo.environment["PALLETFLOW_DATA_DIR"] ?? DatabaseRuntime.defaultDataDirectory
+
+    @Flag(help: "Seed the demo ecosystem (or find it again) and print its tokens.")
+    var demo = false
+
+    @Flag(name: .customLong("no-migrate"), help: "Do not apply migrations at start (they must already be applied).")
+    var noMigrate = false
+
+    @Option(name: .customLong("body-limit-bytes"), help: "Largest request body accepted; larger ones get 413.")
+    var bodyLimitBytes: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_BODY_LIMIT_BYTES"] ?? "") ?? 16 * 1024 * 1024
+
+    @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
+    var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
+
+    @Option(name: .customLong("log-format"), help: "json (default) or text.")
+    var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
+
+    func run() async throws {
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
+        let logger = Logger(label: "palletflowd")
+        let databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]
+
+        // One daemon per data directory: a second one must not share (and later stop) the cluster.
+        var daemonLock: FileLock?
+        if databaseURL?.isEmpty ?? true {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            let lock = FileLock(path: dataDirectory + "/palletflowd.lock")
+            do {
+                try lock.lock(exclusive: true, wait: false)
+            } catch is FileLockBusy {
+                let holder = (try? String(contentsOfFile: lock.path, encoding: .utf8)) ?? "unknown"
+                throw ValidationError("""
+                    another palletflowd is already running on data directory \(dataDirectory) (\(holder.trimmingCharacters(in: .whitespacesAndNewlines))). \
+                    Stop it first, or give this one its own --data-dir.
+                    """)
+            }
+            lock.writeHolder("pid \(getpid())\n")
+            daemonLock = lock
+        }
+        defer { daemonLock?.unlock() }
+
+        let runtime: DatabaseRuntime
+        do {
+            runtime = try await DatabaseRuntime.open(dataDirectory: dataDirectory, databaseURL: databaseURL, logger: logger,
+                                                     maximumConnections: databaseConnections)
+        } catch let error as EmbeddedPostgresError {
+            throw ValidationError(error.description)
+        }
+        defer { runtime.close() }
+
+        let client = runtime.makeClient(logger: logger)
+        let store = Store(client: client, logger: logger)
+        let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes)
+        let migrate = !noMigrate
+        let seedDemo = demo
+        let host = host
+        let port = port
+        let app = try buildApplication(store: store, settings: settings, services: [client], logger: logger) {
+            if migrate {
+                try await Migrator().migrate(client, logger: logger)
+            }
+            if seedDemo {
+                let seeded = try await DemoEcosystem.seed(store)
+                printDemoBanner(seeded, host: host, port: port)
+            }
+        }
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+}
+
+func printDemoBanner(_ seeded: DemoEcosystem.Seeded, host: String, port: Int) {
+    let base = "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+    var lines = [
+        "",
+        "PalletFlow is running: \(seeded.name)",
+        "  API            \(base)/v1   (contract: \(base)/openapi.yaml)",
+        "  health         \(base)/readyz",
+        "  ecosystem id   \(seeded.ecosystemId)",
+        "",
+        "Demo tokens (fresh at each start; use as: Authorization: Bearer <token>):",
+    ]
+    for organisation in seeded.organisations {
+        let role = organisation.role.padding(toLength: 11, withPad: " ", startingAt: 0)
+        lines.append("  \(role) \(organisation.token)  \(organisation.name)")
+    }
+    if let shipper = seeded.token(role: .shipper) {
+        lines += ["", "Try:", "  curl -H 'Authorization: Bearer \(shipper)' \(base)/v1/me", ""]
+    }
+    FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+}

@@ -18,27 +18,25 @@ extension APIImplementation {
         let declarer = try declaringMember(caller, directory)
         var check = Validator()
         let declaration = convert(body, directory: directory, prefix: "", check: &check)
-        if let declaration {
-            for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: .now()) {
-                check.add(error.field, error.message)
-            }
+        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: .now()) {
+            check.add(error.field, error.message)
         }
         try check.throwIfInvalid()
         let now = Instant.now()
-        var movement = try await prepare(declaration!, caller: caller, ecosystem: ecosystem, recordTime: now,
+        var movement = try await prepare(declaration, caller: caller, ecosystem: ecosystem, recordTime: now,
                                          issueNotes: body.palletNote?.issue ?? false, serial: body.palletNote?.serial)
         let output = Components.Schemas.Movement(movement)
         let bytes = try encodeForReplay(output)
         let write = IdempotentWrite(key: idempotency.key, requestHash: idempotency.requestHash, status: 201, body: bytes)
         let outcome: PostOutcome
-        if declaration!.kind == .inventory {
+        if declaration.kind == .inventory {
             outcome = try await postInventory(&movement, caller: caller, idempotency: write)
         } else {
             outcome = try await store.post(ecosystem: caller.ecosystem, by: caller.membership, [movement], idempotency: write)
         }
         switch outcome {
         case .posted:
-            if declaration!.kind == .inventory {
+            if declaration.kind == .inventory {
                 let bytes = try encodeForReplay(Components.Schemas.Movement(movement))
                 idempotency.response = (201, bytes)
                 return .created(.init(body: .json(.init(movement))))
@@ -81,11 +79,7 @@ extension APIImplementation {
         detail: "This Idempotency-Key was already used with a different request. Use a new key for a new write.")
 
     func requireIdempotency() throws -> IdempotencyContext {
-        guard let idempotency = RequestScope.current.idempotency else {
-            throw Problem(.badRequest, "idempotency-key-required", "Idempotency-Key required",
-                          detail: "Declarations must carry an Idempotency-Key header (a unique value per logical write, e.g. a UUID) so retries are safe.",
-                          errors: [FieldError("Idempotency-Key", "header is required")])
-        }
+        guard let idempotency = RequestScope.current.idempotency else { throw idempotencyKeyRequired }
         return idempotency
     }
 
@@ -115,46 +109,34 @@ extension APIImplementation {
                               notes: notes, confirmed: counterparty == nil)
     }
 
-    /// Generated request type to domain declaration; every unreadable field is reported.
+    /// Generated request type to domain declaration. Unreadable times are reported here;
+    /// unknown ids become ids that match nothing, so the ledger rules report them with
+    /// every other mistake in one answer.
     func convert(_ body: Components.Schemas.MovementDeclaration, directory: Directory, prefix: String,
-                 check: inout Validator) -> MovementDeclaration? {
+                 check: inout Validator) -> MovementDeclaration {
         func path(_ name: String) -> String { prefix.isEmpty ? name : prefix + "." + name }
-        let before = check.errors.count
-        let time = Instant.parse(body.eventTime)
+        var time = Instant.parse(body.eventTime)
         if time == nil {
             check.add(path("eventTime"), "must be an RFC 3339 date-time with offset, e.g. 2026-11-20T07:45:00+01:00")
+            time = .now()
         }
-        func side(_ side: Components.Schemas.PartyAtSite?, _ name: String) -> PartyAtSite? {
+        func side(_ side: Components.Schemas.PartyAtSite?) -> PartyAtSite? {
             guard let side else { return nil }
-            guard let party = UUID(uuidString: side.partyId) ?? directory.member(side.partyId)?.id else {
-                check.add(path("\(name).partyId"), "is not a member id of this ecosystem")
-                return nil
-            }
-            var site: UUID?
-            if let siteID = side.siteId {
-                if let found = UUID(uuidString: siteID) ?? directory.site(siteID)?.id { site = found } else {
-                    check.add(path("\(name).siteId"), "is not a site id of this ecosystem")
-                }
-            }
+            let party = UUID(uuidString: side.partyId) ?? directory.member(side.partyId)?.id ?? UUID()
+            let site = side.siteId.map { UUID(uuidString: $0) ?? directory.site($0)?.id ?? UUID() }
             return PartyAtSite(party: party, site: site)
         }
-        let from = side(body.from, "from")
-        let to = side(body.to, "to")
-        var lines: [MovementLine] = []
-        for (index, line) in body.lines.enumerated() {
-            guard let type = directory.palletType(line.palletType) else {
-                check.add(path("lines[\(index)].palletType"), "\"\(line.palletType)\" is not a pallet type id or code of this ecosystem")
-                continue
-            }
-            lines.append(MovementLine(
-                palletType: type.id, quality: line.quality.map { QualityGrade(rawValue: $0.rawValue)! } ?? .a,
+        let lines = body.lines.map { line in
+            MovementLine(
+                palletType: directory.palletType(line.palletType)?.id ?? UUID(),
+                quality: line.quality.map { QualityGrade(rawValue: $0.rawValue)! } ?? .a,
                 quantity: line.quantity, exchangedQuantity: line.exchangedQuantity ?? 0,
                 exchangedQuality: line.exchangedQuality.map { QualityGrade(rawValue: $0.rawValue)! },
-                targetQuality: line.targetQuality.map { QualityGrade(rawValue: $0.rawValue)! }))
+                targetQuality: line.targetQuality.map { QualityGrade(rawValue: $0.rawValue)! })
         }
-        guard check.errors.count == before, let time else { return nil }
         return MovementDeclaration(
-            kind: MovementKind(rawValue: body.kind.rawValue)!, eventTime: time, from: from, to: to, lines: lines,
+            kind: MovementKind(rawValue: body.kind.rawValue)!, eventTime: time!, from: side(body.from), to: side(body.to),
+            lines: lines,
             references: MovementReferences(deliveryNote: body.references?.deliveryNote, cmr: body.references?.cmr,
                                            order: body.references?.order, palletNote: body.references?.palletNote),
             evidence: body.evidence.map { Evidence(sha256: $0.sha256, url: $0.url) }, note: body.note)
@@ -172,7 +154,7 @@ extension APIImplementation {
         let now = Instant.now()
         for (index, item) in body.movements.enumerated() {
             let prefix = "movements[\(index)]"
-            guard let declaration = convert(item, directory: directory, prefix: prefix, check: &check) else { continue }
+            let declaration = convert(item, directory: directory, prefix: prefix, check: &check)
             if declaration.kind == .inventory {
                 check.add(prefix + ".kind", "inventory counts are declared one at a time (POST /movements)")
             }
@@ -396,6 +378,7 @@ extension APIImplementation {
             var check = Validator()
             correction = convert(corrected, directory: directory, prefix: "correction", check: &check)
             if let correction, let declarer = directory.members[movement.declarer] {
+                let correction = correction
                 for error in LedgerRules.validate(correction, declarer: declarer, directory: directory, now: .now(), field: "correction") {
                     check.add(error.field, error.message)
                 }

@@ -18,6 +18,11 @@ extension HTTPField.Name {
 
 let noRoute = "No such route. The API is described at /openapi.yaml."
 
+let idempotencyKeyRequired = Problem(
+    .badRequest, "idempotency-key-required", "Idempotency-Key required",
+    detail: "Declarations must carry an Idempotency-Key header (a unique value per logical write, e.g. a UUID) so retries are safe.",
+    errors: [FieldError("Idempotency-Key", "header is required")])
+
 /// Outermost: gives each request an id and turns every error into problem+json.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     let routes: RouteTable
@@ -88,7 +93,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return .internalError
         default:
             if String(describing: type(of: error)).contains("RuntimeError") {
-                return .badRequest("The request could not be read: \(error)")
+                let text = String(describing: error)
+                if text.contains("Idempotency-Key") { return idempotencyKeyRequired }
+                return .badRequest("The request could not be read: \(text)")
             }
             logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError

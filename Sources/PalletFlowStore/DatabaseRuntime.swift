@@ -10,6 +10,11 @@ public struct DatabaseRuntime: Sendable {
     public let settings: DatabaseSettings
     public let cluster: EmbeddedPostgres?
 
+    public init(settings: DatabaseSettings, cluster: EmbeddedPostgres?) {
+        self.settings = settings
+        self.cluster = cluster
+    }
+
     public static let defaultDataDirectory = ".palletflow"
     public static let databaseName = "palletflow"
 

@@ -22,12 +22,13 @@ public struct PostgresBinaries: Sendable {
     public var directory: String
 
     /// Looks on PATH first, then under Debian's `/usr/lib/postgresql/*/bin`, newest first.
-    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> PostgresBinaries {
+    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment,
+                              searchDebianFolders: Bool = true) throws -> PostgresBinaries {
         var candidates: [String] = []
         if let override = environment["PALLETFLOW_PG_BIN"], !override.isEmpty { candidates.append(override) }
         candidates += (environment["PATH"] ?? "").split(separator: ":").map(String.init)
         let root = "/usr/lib/postgresql"
-        if let versions = try? FileManager.default.contentsOfDirectory(atPath: root) {
+        if searchDebianFolders, let versions = try? FileManager.default.contentsOfDirectory(atPath: root) {
             let sorted = versions.sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }
             candidates += sorted.map { "\(root)/\($0)/bin" }
         }

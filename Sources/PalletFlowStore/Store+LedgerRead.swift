@@ -101,8 +101,8 @@ extension Store {
                    AND l.pallet_type_id = \(filter.palletType ?? none)))
               AND (\(filter.kind?.rawValue ?? "") = '' OR m.kind::text = \(filter.kind?.rawValue ?? ""))
               AND (\(filter.status ?? "") = '' OR m.status::text = \(filter.status ?? ""))
-              AND m.event_time >= 'epoch'::timestamptz + \(filter.from?.microsecondsSinceEpoch ?? Int64.min / 2) * interval '1 microsecond'
-              AND m.event_time < 'epoch'::timestamptz + \(filter.until?.microsecondsSinceEpoch ?? Int64.max / 2) * interval '1 microsecond'
+              AND m.event_time >= 'epoch'::timestamptz + \(filter.from?.microsecondsSinceEpoch ?? -10_000_000_000_000_000) * interval '1 microsecond'
+              AND m.event_time < 'epoch'::timestamptz + \(filter.until?.microsecondsSinceEpoch ?? 10_000_000_000_000_000) * interval '1 microsecond'
               AND m.seq < \(filter.beforeSeq ?? Int64.max)
             ORDER BY m.seq DESC
             LIMIT \(filter.limit)
@@ -188,7 +188,7 @@ extension Store {
                 WHERE a.ecosystem_id = \(ecosystem) AND a.class::text = ANY(\(classNames)::text[])
                   AND (\(party ?? none) = \(none) OR a.party_id = \(party ?? none))
                   AND e.event_time <= 'epoch'::timestamptz + \(at) * interval '1 microsecond'
-                GROUP BY a.id
+                GROUP BY a.ecosystem_id, a.id
                 ORDER BY a.class, a.party_id, a.counterparty_id, a.site_id, a.pallet_type_id, a.quality
                 """
         } else {

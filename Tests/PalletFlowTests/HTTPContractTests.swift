@@ -1,0 +1,85 @@
+import Foundation
+import HTTPTypes
+import PalletFlowContract
+import Testing
+
+@Suite("HTTP contract: problem+json, limits, routes, operations endpoints")
+struct HTTPContractTests {
+    @Test("validation lists every invalid field and writes nothing")
+    func everyFieldListed() async throws {
+        try await withAPI { api, fixture, store in
+            let response = try await api.post("\(fixture.base)/pallet-types", token: fixture.shipper.token, json: [
+                "code": "bad code!", "name": " ", "lengthMm": 0, "widthMm": 99999,
+                "unitValue": ["amountMinor": -5, "currency": "euro", "validFrom": "yesterday"],
+            ])
+            #expect(response.status == .unprocessableContent)
+            #expect(response.headers[.contentType] == "application/problem+json")
+            #expect(response.problemType == "https://palletflow.dev/problems/validation")
+            #expect(Set(response.fieldErrors) == ["code", "name", "lengthMm", "widthMm", "unitValue.amountMinor",
+                                                  "unitValue.currency", "unitValue.validFrom"])
+            #expect(response.json["status"] as? Int == 422)
+            #expect((response.json["title"] as? String)?.isEmpty == false)
+            #expect(try await store.palletTypes(ecosystem: fixture.ecosystem).count == 2)
+        }
+    }
+
+    @Test("malformed JSON is a 400 problem; a missing required field is named")
+    func malformedJSON() async throws {
+        try await withAPI { api, fixture, _ in
+            let broken = try await api.request(.post, "\(fixture.base)/members", token: fixture.shipper.token,
+                                               body: "{\"name\": ", contentType: "application/json")
+            #expect(broken.status == .badRequest || broken.status == .unprocessableContent)
+            #expect(broken.headers[.contentType] == "application/problem+json")
+            let missing = try await api.post("\(fixture.base)/members", token: fixture.shipper.token, json: ["name": "No role"])
+            #expect(missing.status == .unprocessableContent || missing.status == .badRequest)
+            #expect(missing.text.contains("role"))
+        }
+    }
+
+    @Test("a body over the limit gets 413; unknown routes 404; wrong methods 405 with Allow")
+    func limitsAndRoutes() async throws {
+        try await withAPI(bodyLimitBytes: 1_000) { api, fixture, _ in
+            let big = try await api.post("\(fixture.base)/members", token: fixture.shipper.token,
+                                         json: ["name": String(repeating: "x", count: 5_000), "role": "carrier"])
+            #expect(big.status == .contentTooLarge)
+            #expect(big.headers[.contentType] == "application/problem+json")
+            let unknown = try await api.get("/v1/nothing-here", token: fixture.shipper.token)
+            #expect(unknown.status == .notFound)
+            #expect(unknown.headers[.contentType] == "application/problem+json")
+            let wrong = try await api.request(.put, "\(fixture.base)/members", token: fixture.shipper.token)
+            #expect(wrong.status == .methodNotAllowed)
+            #expect(wrong.headers[.allow]?.contains("GET") == true)
+            #expect(wrong.headers[.allow]?.contains("POST") == true)
+        }
+    }
+
+    @Test("healthz, readyz, metrics and the OpenAPI document")
+    func operationsEndpoints() async throws {
+        try await withAPI { api, fixture, _ in
+            #expect(try await api.get("/healthz", token: nil).status == .ok)
+            let ready = try await api.get("/readyz", token: nil)
+            #expect(ready.status == .ok)
+            #expect(ready.json["status"] as? String == "ok")
+            _ = try await api.get("/v1/me", token: fixture.shipper.token)
+            let metrics = try await api.get("/metrics", token: nil)
+            #expect(metrics.status == .ok)
+            #expect(metrics.text.contains("http_server_request_duration") || metrics.text.contains("http_requests_total"))
+            let document = try await api.get("/openapi.yaml", token: nil)
+            #expect(document.status == .ok)
+            #expect(document.text == Contract.document)
+            let repositoryCopy = try String(contentsOfFile: #filePath.components(separatedBy: "/Tests/")[0]
+                + "/Sources/PalletFlowContract/openapi.yaml", encoding: .utf8)
+            #expect(document.text == repositoryCopy)
+            #expect(document.text.hasPrefix("openapi: 3.1"))
+        }
+    }
+
+    @Test("every response carries a request id, echoed in problem instances")
+    func requestID() async throws {
+        try await withAPI { api, _, _ in
+            let response = try await api.get("/v1/me", token: nil)
+            let id = try #require(response.headers[HTTPField.Name("X-Request-Id")!])
+            #expect((response.json["instance"] as? String)?.hasSuffix(id) == true)
+        }
+    }
+}

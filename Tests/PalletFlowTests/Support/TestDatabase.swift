@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+import PalletFlowStore
+import PostgresNIO
+
+/// The test run's own PostgreSQL: one embedded cluster per test process, one migrated
+/// template database, and a fresh copy of it for every test (CREATE DATABASE ... TEMPLATE),
+/// so tests are isolated, can run in parallel, and never touch a mock.
+actor TestDatabase {
+    static let shared = TestDatabase()
+    static let logger: Logger = {
+        var logger = Logger(label: "palletflow-tests")
+        logger.logLevel = ProcessInfo.processInfo.environment["PALLETFLOW_TEST_LOG"] == "1" ? .info : .critical
+        return logger
+    }()
+
+    private var starting: Task<EmbeddedPostgres, any Error>?
+    private var counter = 0
+    static let template = "palletflow_template"
+
+    /// Starts the cluster and migrates the template on first use; concurrent callers
+    /// (tests run in parallel) wait for the same start.
+    func start() async throws -> EmbeddedPostgres {
+        if let starting { return try await starting.value }
+        let task = Task { try await Self.startCluster() }
+        starting = task
+        return try await task.value
+    }
+
+    private static func startCluster() async throws -> EmbeddedPostgres {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("palletflow-tests-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: directory)
+        let cluster = try EmbeddedPostgres(dataDirectory: directory, logger: Self.logger)
+        try cluster.start()
+        clusterToStopAtExit = cluster
+        atexit {
+            clusterToStopAtExit?.stopImmediately()
+            if let directory = clusterToStopAtExit?.dataDirectory { try? FileManager.default.removeItem(atPath: directory) }
+        }
+        try await DatabaseRuntime.ensureDatabase(cluster, named: Self.template, logger: Self.logger)
+        let settings = DatabaseSettings.embedded(cluster, database: Self.template, maximumConnections: 2)
+        let runtime = DatabaseRuntime(settings: settings, cluster: nil)
+        try await runtime.withClient(logger: Self.logger) { client in
+            try await Migrator().migrate(client, logger: Self.logger)
+        }
+        return cluster
+    }
+
+    /// A new database holding the migrated schema and nothing else.
+    func freshDatabase() async throws -> DatabaseSettings {
+        let cluster = try await start()
+        counter += 1
+        let name = "test_\(counter)"
+        try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: Self.template, logger: Self.logger)
+        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: 40)
+    }
+
+    /// An empty database with no schema at all (migration tests).
+    func emptyDatabase() async throws -> DatabaseSettings {
+        let cluster = try await start()
+        counter += 1
+        let name = "empty_\(counter)"
+        try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: "template0", logger: Self.logger)
+        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: 10)
+    }
+}
+
+nonisolated(unsafe) var clusterToStopAtExit: EmbeddedPostgres?
+
+/// Runs `body` with a store on a fresh database whose client is running.
+func withFreshStore<Result: Sendable>(_ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+    let settings = try await TestDatabase.shared.freshDatabase()
+    let runtime = DatabaseRuntime(settings: settings, cluster: nil)
+    return try await runtime.withClient(logger: TestDatabase.logger) { client in
+        try await body(Store(client: client, logger: TestDatabase.logger))
+    }
+}

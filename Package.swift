@@ -139,6 +139,7 @@ let package = Package(
                 "PalletFlowWorker",
                 "PalletFlowCore",
                 "PalletFlowDemo",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PalletFlowStore
+import PalletFlowWorker
+import ServiceLifecycle
+
+@main
+struct PalletflowWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "palletflow-worker",
+        abstract: "PalletFlow's background worker.",
+        discussion: """
+            Works on DATABASE_URL, or on the embedded PostgreSQL under --data-dir: the daemon's \
+            cluster when it runs, started by the worker itself otherwise. Stops on SIGTERM or SIGINT.
+            """)
+
+    @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
+    var dataDirectory: String = ProcessInfo.processInfo.environment["PALLETFLOW_DATA_DIR"] ?? DatabaseRuntime.defaultDataDirectory
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
+
+    @Option(name: .customLong("log-format"), help: "json (default) or text.")
+    var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
+
+    func run() async throws {
+        JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
+        let logger = Logger(label: "palletflow-worker")
+        let runtime: DatabaseRuntime
+        do {
+            runtime = try await DatabaseRuntime.open(
+                dataDirectory: dataDirectory, databaseURL: ProcessInfo.processInfo.environment["DATABASE_URL"],
+                logger: logger, maximumConnections: 4)
+        } catch let error as EmbeddedPostgresError {
+            throw ValidationError(error.description)
+        }
+        defer { runtime.close() }
+        let client = runtime.makeClient(logger: logger)
+        let worker = WorkerService(store: Store(client: client, logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: client),
+                    .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                          failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import PalletFlowCore
+import PalletFlowStore
+
+/// A deterministic generator (SplitMix64): the same seed gives the same demo year.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A year of plausible pallet traffic for the demo: carriers pick up loaded pallets at the
+/// dairy's sites with partial exchange, deliver to consignees and warehouses (some short,
+/// with pallet notes), bring empties back with a delay, lose a few; suppliers deliver
+/// on pallets; a few declarations are contested. Busy carriers carry more (Zipf-like).
+enum DemoHistory {
+    static func seed(_ store: Store, ecosystem: UUID, days: Int = 365, now: Date = Date()) async throws {
+        let directory = try await store.directory(ecosystem: ecosystem)
+        let members = directory.members.values.sorted { $0.name < $1.name }
+        guard let shipper = members.first(where: { $0.role == .shipper }),
+              let epal = directory.palletType("EPAL1"), let half = directory.palletType("EPAL6"),
+              let box = directory.palletType("GITTERBOX")
+        else { return }
+        let carriers = members.filter { $0.role == .carrier }
+        let consignees = members.filter { $0.role == .customer || $0.role == .warehouse }
+        let suppliers = members.filter { $0.role == .supplier }
+        func sites(of member: Member) -> [UUID] {
+            directory.sites.values.filter { $0.owner == member.id }.map(\.id).sorted { $0.uuidString < $1.uuidString }
+        }
+        let shipperSites = sites(of: shipper)
+        var random = SeededGenerator(seed: 2026)
+        var movements: [MovementToPost] = []
+        var owedByCarrier: [UUID: [UUID: Int64]] = [:]
+        let dayMicros: Int64 = 86_400_000_000
+        let end = Instant(now).microsecondsSinceEpoch
+        let pendingFrom = end - 14 * dayMicros
+
+        func post(_ kind: MovementKind, at time: Int64, from: PartyAtSite?, to: PartyAtSite?, lines: [MovementLine],
+                  declarer: UUID, note: String? = nil, cmr: String? = nil, notes: Bool = false) {
+            let lateness = Int64.random(in: 600...(kind == .return ? 172_800 : 43_200), using: &random) * 1_000_000
+            let eventTime = Instant(microsecondsSinceEpoch: time, offsetMinutes: 60)
+            let declaration = MovementDeclaration(kind: kind, eventTime: eventTime, from: from, to: to, lines: lines,
+                                                  references: MovementReferences(cmr: cmr), note: note)
+            let counterparty = LedgerRules.counterparty(of: declaration, declarer: declarer)
+            var issued: [IssuedNote] = []
+            if notes {
+                let issue = String(eventTime.description.prefix(10))
+                let due = String(Instant(microsecondsSinceEpoch: time + 30 * dayMicros, offsetMinutes: 60).description.prefix(10))
+                issued = LedgerRules.shortfallNotes(for: declaration, serial: nil).map {
+                    IssuedNote(id: newID(), terms: $0, issueDate: issue, dueDate: due)
+                }
+            }
+            movements.append(MovementToPost(
+                id: newID(), declaration: declaration, declarer: declarer, counterparty: counterparty,
+                recordTime: Instant(microsecondsSinceEpoch: min(time + lateness, end)), source: "demo",
+                postings: LedgerRules.postings(for: declaration), notes: issued,
+                confirmed: counterparty == nil || time < pendingFrom))
+        }
+
+        // Opening stock a year ago: the dairy bought its pool.
+        let start = end - Int64(days) * dayMicros
+        post(.purchase, at: start, from: nil, to: PartyAtSite(party: shipper.id, site: shipperSites.first),
+             lines: [MovementLine(palletType: epal.id, quality: .new, quantity: 6_000),
+                     MovementLine(palletType: half.id, quality: .new, quantity: 1_500),
+                     MovementLine(palletType: box.id, quality: .new, quantity: 300)],
+             declarer: shipper.id, note: "Opening stock")
+
+        for day in 0..<days {
+            let dayStart = start + Int64(day) * dayMicros
+            let weekday = (day + 3) % 7
+            guard weekday < 5 else { continue }
+            for (rank, carrier) in carriers.enumerated() {
+                // Zipf-like: the first carriers are much busier than the last.
+                let trips = Double(3) / Double(rank + 1)
+                guard Double.random(in: 0..<1, using: &random) < min(1, trips) else { continue }
+                let morning = dayStart + Int64.random(in: 5...9, using: &random) * 3_600_000_000
+                let loaded = Int64.random(in: 18...33, using: &random)
+                let exchangeRate = Double.random(in: 0.7...1.0, using: &random)
+                let exchanged = Int64(Double(loaded) * exchangeRate)
+                let site = shipperSites.randomElement(using: &random)
+                post(.pickup, at: morning, from: PartyAtSite(party: shipper.id, site: site),
+                     to: PartyAtSite(party: carrier.id),
+                     lines: [MovementLine(palletType: epal.id, quality: .a, quantity: loaded, exchangedQuantity: exchanged,
+                                          exchangedQuality: .a)],
+                     declarer: carrier.id, cmr: "CMR-\(day)-\(rank)")
+                owedByCarrier[carrier.id, default: [:]][epal.id, default: 0] += loaded - exchanged
+
+                // Delivery the same afternoon; sometimes short of empties.
+                let consignee = consignees[Int.random(in: 0..<consignees.count, using: &random)]
+                let received = Double.random(in: 0..<1, using: &random) < 0.7
+                    ? loaded : Int64(Double(loaded) * Double.random(in: 0.5...0.95, using: &random))
+                post(.delivery, at: morning + 5 * 3_600_000_000, from: PartyAtSite(party: carrier.id),
+                     to: PartyAtSite(party: consignee.id, site: sites(of: consignee).randomElement(using: &random)),
+                     lines: [MovementLine(palletType: epal.id, quality: .a, quantity: loaded, exchangedQuantity: received)],
+                     declarer: carrier.id, notes: received < loaded && Bool.random(using: &random))
+
+                // Empties go back to the dairy every week or so, short of a little.
+                if weekday == 4, (day / 7 + rank) % 2 == 0, let owed = owedByCarrier[carrier.id] {
+                    var lines: [MovementLine] = []
+                    for type in [epal.id, half.id, box.id] {
+                        guard let due = owed[type], due > 3 else { continue }
+                        let returned = Int64(Double(due) * Double.random(in: 0.6...0.85, using: &random))
+                        guard returned > 0 else { continue }
+                        lines.append(MovementLine(palletType: type, quality: .a, quantity: returned))
+                        owedByCarrier[carrier.id]![type] = due - returned
+                    }
+                    if !lines.isEmpty {
+                        post(.return, at: morning + 8 * 3_600_000_000, from: PartyAtSite(party: carrier.id),
+                             to: PartyAtSite(party: shipper.id, site: shipperSites.first), lines: lines, declarer: carrier.id)
+                    }
+                }
+                // Box pallets and half pallets now and then.
+                if Double.random(in: 0..<1, using: &random) < 0.15 {
+                    let halves = Int64.random(in: 10...40, using: &random)
+                    let boxes = Int64.random(in: 1...6, using: &random)
+                    post(.pickup, at: morning + 1_800_000_000, from: PartyAtSite(party: shipper.id, site: site),
+                         to: PartyAtSite(party: carrier.id),
+                         lines: [MovementLine(palletType: half.id, quality: .a, quantity: halves),
+                                 MovementLine(palletType: box.id, quality: .a, quantity: boxes)],
+                         declarer: carrier.id)
+                    owedByCarrier[carrier.id, default: [:]][half.id, default: 0] += halves
+                    owedByCarrier[carrier.id, default: [:]][box.id, default: 0] += boxes
+                }
+            }
+            // Suppliers deliver packaging on pallets; the dairy keeps them.
+            if weekday == 1, let supplier = suppliers.randomElement(using: &random) {
+                post(.transfer, at: dayStart + 10 * 3_600_000_000,
+                     from: PartyAtSite(party: supplier.id, site: sites(of: supplier).first),
+                     to: PartyAtSite(party: shipper.id, site: shipperSites.last),
+                     lines: [MovementLine(palletType: epal.id, quality: .b, quantity: Int64.random(in: 6...20, using: &random))],
+                     declarer: supplier.id)
+            }
+            // Once a month a carrier declares pallets lost, and the dairy scraps broken ones.
+            if day % 30 == 17, let carrier = carriers.randomElement(using: &random) {
+                post(.loss, at: dayStart + 15 * 3_600_000_000, from: PartyAtSite(party: carrier.id),
+                     to: PartyAtSite(party: shipper.id),
+                     lines: [MovementLine(palletType: epal.id, quality: .a, quantity: Int64.random(in: 2...9, using: &random))],
+                     declarer: carrier.id, note: "Pallets not recovered from the consignee")
+                post(.scrap, at: dayStart + 16 * 3_600_000_000, from: PartyAtSite(party: shipper.id, site: shipperSites.first),
+                     to: nil, lines: [MovementLine(palletType: epal.id, quality: .a, quantity: Int64.random(in: 5...15, using: &random))],
+                     declarer: shipper.id, note: "Broken boards")
+            }
+        }
+        for chunk in stride(from: 0, to: movements.count, by: 400) {
+            _ = try await store.post(ecosystem: ecosystem, by: shipper.id,
+                                     Array(movements[chunk..<min(chunk + 400, movements.count)]), idempotency: nil)
+        }
+
+        // A few recent deliveries contested by the consignee, one already resolved.
+        let contestable = movements.filter {
+            $0.declaration.kind == .delivery && !$0.confirmed
+                && ($0.declaration.lines.first.map { $0.quantity - $0.exchangedQuantity >= 4 } ?? false)
+        }.prefix(4)
+        for (index, movement) in contestable.enumerated() {
+            guard let consignee = movement.counterparty, let line = movement.declaration.lines.first else { continue }
+            _ = try await store.contest(
+                ecosystem: ecosystem, movement: movement.id, by: consignee,
+                counterLines: [CounterLine(lineNo: 0, quantity: line.quantity,
+                                           exchangedQuantity: min(line.quantity, line.exchangedQuantity + 3))],
+                evidence: Evidence(sha256: String(repeating: "0\(index)", count: 32), url: "https://example.org/dock-photo-\(index).jpg"),
+                note: "We handed back 3 more empties than declared")
+            if index == 0 {
+                _ = try await store.resolve(ecosystem: ecosystem, movement: movement.id, by: shipper.id, resolution: .agreed,
+                                            agreedLines: [CounterLine(lineNo: 0, quantity: line.quantity,
+                                                                      exchangedQuantity: min(line.quantity, line.exchangedQuantity + 1))],
+                                            note: "Agreed on one extra pallet after checking the CMR")
+            }
+        }
+        // Older notes were partly redeemed by returns.
+        for note in try await store.palletNotes(ecosystem: ecosystem, party: nil).prefix(40) {
+            _ = try await store.redeemNote(ecosystem: ecosystem, id: note.id, quantity: max(1, note.quantity / 2),
+                                           movement: nil, by: note.holder)
+        }
+    }
+}

@@ -201,6 +201,22 @@ extension APIImplementation {
         return .ok(.init(body: .json(.init(type))))
     }
 
+    func updatePalletType(_ input: Operations.UpdatePalletType.Input) async throws -> Operations.UpdatePalletType.Output {
+        let caller = try caller(in: input.path.ecosystemId)
+        let typeID = try uuid(input.path.palletTypeId, "pallet type")
+        guard try await store.palletTypes(ecosystem: caller.ecosystem).contains(where: { $0.id == typeID }) else {
+            throw Problem.notFound("pallet type")
+        }
+        try requireShipper(caller, "retire pallet types")
+        guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
+        try await store.setPalletTypeActive(ecosystem: caller.ecosystem, id: typeID, active: body.active, by: caller.membership)
+        directoryCache.invalidate(caller.ecosystem)
+        guard let type = try await store.palletTypes(ecosystem: caller.ecosystem).first(where: { $0.id == typeID }) else {
+            throw Problem.notFound("pallet type")
+        }
+        return .ok(.init(body: .json(.init(type))))
+    }
+
     func validate(unitValue: Components.Schemas.UnitValue, prefix: String, check: inout Validator)
         -> (amount: Int64, currency: String, validFrom: Date)?
     {

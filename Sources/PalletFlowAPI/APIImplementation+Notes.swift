@@ -112,13 +112,11 @@ extension APIImplementation {
     {
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         var check = Validator()
-        let partyID = UUID(uuidString: party)
-        if partyID == nil || directory.members[partyID!] == nil { check.add("party", "is not a member of this ecosystem") }
+        // Like an id in the path: a member of another ecosystem is simply not found.
+        guard let partyID = UUID(uuidString: party), directory.members[partyID] != nil else { throw Problem.notFound("member") }
         let shipper = directory.members.values.first { $0.role == .shipper }?.id
         let counterpartyID = counterparty.flatMap(UUID.init(uuidString:)) ?? (counterparty == nil ? shipper : nil)
-        if counterpartyID == nil || directory.members[counterpartyID!] == nil {
-            check.add("counterparty", "is not a member of this ecosystem")
-        }
+        guard let counterpartyID, directory.members[counterpartyID] != nil else { throw Problem.notFound("member") }
         let start = Instant.parse(from)
         let end = Instant.parse(until)
         if start == nil { check.add("from", "must be an RFC 3339 instant") }
@@ -130,7 +128,7 @@ extension APIImplementation {
             throw Problem.notFound("statement")
         }
         try check.throwIfInvalid()
-        return (partyID!, counterpartyID!, start!, end!)
+        return (partyID, counterpartyID, start!, end!)
     }
 
     func getStatement(_ input: Operations.GetStatement.Input) async throws -> Operations.GetStatement.Output {

@@ -11,6 +11,7 @@ struct APIImplementation: APIProtocol {
     let store: Store
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
+    let databaseConnections: Int
     let directoryCache = DirectoryCache()
 
     /// The authenticated caller, or 401.
@@ -54,6 +55,17 @@ struct APIImplementation: APIProtocol {
     }
 
     func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
+        // Database pool, read at scrape time: configured size and connections by state.
+        metrics.makeGauge(name: "palletflow_db_pool_max_connections", labels: [])
+            .set(Double(databaseConnections))
+        if let states = try? await store.connectionStates() {
+            for state in ["active", "idle", "idle in transaction"] {
+                metrics.makeGauge(name: "palletflow_db_connections", labels: [("state", state)]).set(Double(states[state] ?? 0))
+            }
+            metrics.makeGauge(name: "palletflow_db_up", labels: []).set(Double(1))
+        } else {
+            metrics.makeGauge(name: "palletflow_db_up", labels: []).set(Double(0))
+        }
         var buffer: [UInt8] = []
         metrics.emit(into: &buffer)
         return .ok(.init(body: .plainText(.init(buffer))))

@@ -15,11 +15,15 @@ public struct ServerSettings: Sendable {
     public var port: Int
     /// Request bodies above this get 413 before any handler runs.
     public var bodyLimitBytes: Int
+    /// The database pool's size, reported in /metrics.
+    public var databaseConnections: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024) {
+    public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
+                databaseConnections: Int = 20) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
+        self.databaseConnections = databaseConnections
     }
 }
 
@@ -44,7 +48,8 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
-    let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger)
+    let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger,
+                                databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
     return router
 }

@@ -87,6 +87,8 @@ public struct DatabaseRuntime: Sendable {
                 return nil
             }
             defer { group.cancelAll() }
+            // Let run() begin before the first lease (postgres-nio warns about leases it has to queue).
+            try await Task.sleep(for: .milliseconds(20))
             return try await body(client)
         }
     }

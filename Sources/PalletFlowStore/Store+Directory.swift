@@ -369,3 +369,30 @@ extension Store {
             """, logger: logger)
     }
 }
+
+extension Store {
+    /// Connections to this database by state, as PostgreSQL sees them (for /metrics).
+    public func connectionStates() async throws -> [String: Int64] {
+        var states: [String: Int64] = [:]
+        for try await (state, count) in try await client.query("""
+            SELECT coalesce(state, 'unknown'), count(*)::int8 FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_type = 'client backend' GROUP BY 1
+            """, logger: logger).decode((String, Int64).self) {
+            states[state] = count
+        }
+        return states
+    }
+
+    public func setPalletTypeActive(ecosystem: UUID, id: UUID, active: Bool, by actor: UUID) async throws {
+        try await transaction { connection in
+            let rows = try await connection.query("""
+                UPDATE pallet_types SET active = \(active) WHERE ecosystem_id = \(ecosystem) AND id = \(id) RETURNING id
+                """, logger: logger)
+            var found = false
+            for try await _ in rows { found = true }
+            guard found else { throw StoreError.notFound("pallet type") }
+            try await audit(connection, ecosystem: ecosystem, by: actor, action: active ? "pallet_type.activate" : "pallet_type.deactivate",
+                            subject: id)
+        }
+    }
+}

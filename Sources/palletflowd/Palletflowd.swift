@@ -80,7 +80,8 @@ struct Palletflowd: AsyncParsableCommand {
 
         let client = runtime.makeClient(logger: logger)
         let store = Store(client: client, logger: logger)
-        let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes)
+        let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
+                                      databaseConnections: databaseConnections)
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host

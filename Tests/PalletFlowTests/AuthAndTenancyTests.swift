@@ -120,6 +120,7 @@ struct AuthAndTenancyTests {
             (.post, "\(base)/sites", ["memberId": member.lower, "name": "x"]),
             (.get, "\(base)/pallet-types", nil),
             (.post, "\(base)/pallet-types", ["code": "ZZ", "name": "x"]),
+            (.patch, "\(base)/pallet-types/\(type.lower)", ["active": false]),
             (.post, "\(base)/pallet-types/\(type.lower)/values", ["amountMinor": 1, "currency": "EUR", "validFrom": "2026-01-01"]),
             (.get, "\(base)/movements", nil),
             (.post, "\(base)/movements", declaration),
@@ -133,6 +134,10 @@ struct AuthAndTenancyTests {
             (.get, "\(base)/discrepancies", nil),
             (.get, "\(base)/balances", nil),
             (.get, "\(base)/ledger/verify", nil),
+            (.get, "\(base)/pallet-notes", nil),
+            (.post, "\(base)/pallet-notes", ["issuerId": member.lower, "holderId": fixture.shipper.id.lower,
+                                             "palletType": "EPAL1", "quantity": 1, "issueDate": "2026-11-01"]),
+            (.get, "\(base)/statements?party=\(member.lower)&from=2026-01-01T00:00:00Z&until=2026-12-01T00:00:00Z", nil),
         ]
     }
 

@@ -268,6 +268,17 @@ struct LedgerAPITests {
                 #expect(response.headers[.contentType] == "application/problem+json")
                 #expect(Set(response.fieldErrors).isSuperset(of: fields), "case \(index): \(response.fieldErrors)")
             }
+            // A retired pallet type is refused.
+            let retired = try await api.request(.patch, "\(fixture.base)/pallet-types/\(fixture.chep.lower)",
+                                                token: fixture.shipper.token, json: ["active": false])
+            #expect(retired.status == .ok)
+            #expect(retired.json["active"] as? Bool == false)
+            let onRetired = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
+                "kind": "pickup", "eventTime": hoursAgo(1), "from": ["partyId": fixture.shipper.id.lower],
+                "to": ["partyId": fixture.carrier.id.lower], "lines": [["palletType": "CHEP", "quantity": 2]],
+            ], key: "retired")
+            #expect(onRetired.status == .unprocessableContent)
+            #expect(onRetired.fieldErrors == ["lines[0].palletType"])
             let malformed = try await api.request(.post, "\(fixture.base)/movements", token: fixture.carrier.token,
                                                   body: "{\"kind\": \"pickup\", ", headers: ["Idempotency-Key": "m"])
             #expect(malformed.status == .badRequest || malformed.status == .unprocessableContent)

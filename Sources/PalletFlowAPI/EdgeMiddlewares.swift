@@ -51,6 +51,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             response = problem.response(instance: "urn:palletflow:request:\(requestID)")
         }
         response.headers[.requestID] = requestID
+        for (name, value) in scope.responseHeaders.all {
+            if let field = HTTPField.Name(name) { response.headers[field] = value }
+        }
         return response
     }
 

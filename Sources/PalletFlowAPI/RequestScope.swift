@@ -11,6 +11,16 @@ public struct RequestScope: Sendable {
     public var requestID: String = ""
     public var caller: Caller?
     public var idempotency: IdempotencyContext?
+    /// Headers a handler adds verbatim (the generator percent-encodes header values, which
+    /// would turn a Location path into %2F soup).
+    public var responseHeaders = ResponseHeaders()
+}
+
+public final class ResponseHeaders: Sendable {
+    private let fields = Mutex<[(String, String)]>([])
+    public init() {}
+    public func set(_ name: String, _ value: String) { fields.withLock { $0.append((name, value)) } }
+    public var all: [(String, String)] { fields.withLock { $0 } }
 }
 
 /// A write's Idempotency-Key with the hash of its method, path and body. The handler stores

@@ -1,19 +1,74 @@
 import Foundation
 import Logging
+import PalletFlowCore
 import PalletFlowStore
 import PostgresNIO
 import ServiceLifecycle
 
-/// The worker's main loop as a lifecycle service. It checks that the database is there and
-/// migrated, then waits for work until asked to stop; on SIGTERM it returns at once since
-/// it holds no job yet. Job kinds land here as the indicators capability grows.
+/// Runs jobs from the PostgreSQL queue: claims one at a time (SKIP LOCKED, so several
+/// workers share the queue without doing the same work twice), extends its lease while it
+/// works, retries failures with backoff. On SIGTERM it finishes the job in hand, then stops.
+/// It also schedules: indicators whenever the ledger moved past their watermark, and the
+/// daily alert check.
 public struct WorkerService: Service {
     let store: Store
     let pollInterval: Duration
+    let lease: Duration
+    let name: String
+    let handlers: [String: @Sendable (Job, JobContext) async throws -> Void]
+    let schedules: Bool
 
-    public init(store: Store, pollInterval: Duration = .seconds(5)) {
+    public init(store: Store, pollInterval: Duration = .seconds(2), lease: Duration = .seconds(60),
+                name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
+                handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true) {
         self.store = store
         self.pollInterval = pollInterval
+        self.lease = lease
+        self.name = name
+        self.handlers = handlers ?? Self.standardHandlers(store: store)
+        self.schedules = schedules
+    }
+
+    /// What a job handler may use: progress that also extends the lease.
+    public struct JobContext: Sendable {
+        let store: Store
+        let worker: String
+        let lease: Duration
+        let job: Int64
+
+        public func progress(_ text: String) async {
+            try? await store.heartbeat(job, worker: worker, lease: lease, progress: text)
+        }
+    }
+
+    public static func standardHandlers(store: Store) -> [String: @Sendable (Job, JobContext) async throws -> Void] {
+        let engine = IndicatorEngine(store: store)
+        let alerts = AlertEvaluator(store: store)
+        let webhooks = WebhookSender(store: store)
+        return [
+            "indicators.update": { job, context in
+                guard let ecosystem = job.ecosystem else { return }
+                try await engine.update(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
+                try await alerts.evaluate(ecosystem: ecosystem)
+            },
+            "indicators.recompute": { job, context in
+                guard let ecosystem = job.ecosystem else { return }
+                try await engine.recompute(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
+                try await alerts.evaluate(ecosystem: ecosystem)
+            },
+            "alerts.daily": { job, _ in
+                guard let ecosystem = job.ecosystem else { return }
+                try await alerts.evaluate(ecosystem: ecosystem)
+            },
+            "webhook.deliver": { job, _ in
+                guard let ecosystem = job.ecosystem,
+                      let payload = try JSONSerialization.jsonObject(with: Data(job.payload.utf8)) as? [String: String],
+                      let alert = payload["alert"].flatMap(UUID.init(uuidString:)),
+                      let webhook = payload["webhook"].flatMap(UUID.init(uuidString:))
+                else { return }
+                try await webhooks.deliver(ecosystem: ecosystem, webhook: webhook, alert: alert, attempt: job.attempts)
+            },
+        ]
     }
 
     public func run() async throws {
@@ -22,11 +77,46 @@ public struct WorkerService: Service {
             logger.error("the database schema is not up to date; run `palletflow migrate` or start palletflowd first")
             throw WorkerError.schemaNotReady
         }
-        logger.info("worker ready")
+        logger.info("worker ready", metadata: ["worker": "\(name)"])
+        var lastSchedule = ContinuousClock.now - .seconds(3600)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: pollInterval)
+            if schedules, ContinuousClock.now - lastSchedule >= pollInterval {
+                lastSchedule = .now
+                do { try await schedule() } catch { logger.warning("scheduling failed", metadata: ["error": "\(error)"]) }
+            }
+            let worked = try await runOne()
+            if !worked { try? await Task.sleep(for: pollInterval) }
         }
-        logger.info("worker stopping")
+        logger.info("worker stopping", metadata: ["worker": "\(name)"])
+    }
+
+    /// Claims and runs one job; false when none was due.
+    @discardableResult
+    public func runOne() async throws -> Bool {
+        let logger = store.logger
+        guard let job = try await store.claimJob(worker: name, lease: lease, kinds: Array(handlers.keys)) else { return false }
+        guard let handler = handlers[job.kind] else { return true }
+        let context = JobContext(store: store, worker: name, lease: lease, job: job.id)
+        do {
+            try await handler(job, context)
+            if try await !store.completeJob(job.id, worker: name) {
+                logger.warning("job lease lost before completion; another worker took it", metadata: ["job": "\(job.id)"])
+            }
+        } catch {
+            logger.error("job failed", metadata: ["job": "\(job.id)", "kind": "\(job.kind)", "error": "\(error)"])
+            try await store.failJob(job.id, worker: name, error: String(describing: error))
+        }
+        return true
+    }
+
+    func schedule() async throws {
+        for ecosystem in try await store.ecosystemsBehindWatermark() {
+            try await store.enqueue(kind: "indicators.update", ecosystem: ecosystem)
+        }
+        let today = Instant.date(ofDay: Instant.now().day)
+        for ecosystem in try await store.allEcosystems() {
+            try await store.enqueueOnce(kind: "alerts.daily", ecosystem: ecosystem, dedupe: today)
+        }
     }
 }
 

@@ -4,6 +4,7 @@ import Logging
 import PalletFlowCore
 import PalletFlowDemo
 import PalletFlowStore
+import PalletFlowWorker
 
 @main
 struct Palletflow: AsyncParsableCommand {
@@ -14,7 +15,8 @@ struct Palletflow: AsyncParsableCommand {
             Every command works on the database named by DATABASE_URL, or else on the embedded \
             PostgreSQL under --data-dir (started for the command if no daemon runs it).
             """,
-        subcommands: [Migrate.self, Demo.self, EcosystemCommand.self, TokenCommand.self, LedgerCommand.self])
+        subcommands: [Migrate.self, Demo.self, EcosystemCommand.self, TokenCommand.self, LedgerCommand.self,
+                      IndicatorsCommand.self])
 }
 
 /// Where the database is; shared by every command.
@@ -193,6 +195,45 @@ struct LedgerCommand: AsyncParsableCommand {
                                     : "Ledger does NOT hold.")
             }
             if !report.holds { throw ExitCode(1) }
+        }
+    }
+}
+
+struct IndicatorsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "indicators", abstract: "Compute restitution and loss indicators.", subcommands: [Recompute.self])
+
+    struct Recompute: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rebuild the indicators from the whole ledger, with progress.",
+            discussion: "Without --ecosystem, every ecosystem is rebuilt. The worker keeps them current afterwards.")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Rebuild one ecosystem only (id).") var ecosystem: String?
+
+        func run() async throws {
+            var scope: UUID?
+            if let ecosystem {
+                guard let id = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+                scope = id
+            }
+            let chosen = scope
+            try await database.withStore { store in
+                let engine = IndicatorEngine(store: store)
+                var ecosystems = chosen.map { [$0] } ?? []
+                if chosen == nil { ecosystems = try await store.allEcosystems() }
+                for ecosystem in ecosystems {
+                    let started = ContinuousClock.now
+                    let outcome = try await engine.recompute(ecosystem: ecosystem) { done, total in
+                        let width = 30
+                        let filled = total > 0 ? width * done / total : width
+                        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                        FileHandle.standardError.write(Data("\r  [\(bar)] \(done)/\(total) relationships".utf8))
+                    }
+                    try await AlertEvaluator(store: store).evaluate(ecosystem: ecosystem)
+                    FileHandle.standardError.write(Data("\n".utf8))
+                    output("Ecosystem \(ecosystem.uuidString.lowercased()): \(outcome.relationships) relationships, \(outcome.rows) rows, up to movement \(outcome.watermark), in \(ContinuousClock.now - started).")
+                }
+            }
         }
     }
 }

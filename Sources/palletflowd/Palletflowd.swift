@@ -30,6 +30,9 @@ struct Palletflowd: AsyncParsableCommand {
     @Flag(help: "Seed the demo ecosystem (or find it again) and print its tokens.")
     var demo = false
 
+    @Flag(name: .customLong("with-worker"), help: "Also run the background worker in this process.")
+    var withWorker = false
+
     @Flag(name: .customLong("no-migrate"), help: "Do not apply migrations at start (they must already be applied).")
     var noMigrate = false
 
@@ -86,7 +89,9 @@ struct Palletflowd: AsyncParsableCommand {
         let seedDemo = demo
         let host = host
         let port = port
-        let app = try buildApplication(store: store, settings: settings, services: [client], logger: logger) {
+        var services: [any Service] = [client]
+        if withWorker { services.append(WorkerService(store: store)) }
+        let app = try buildApplication(store: store, settings: settings, services: services, logger: logger) {
             if migrate {
                 try await Migrator().migrate(client, logger: logger)
             }

@@ -127,3 +127,19 @@ CREATE TABLE webhook_deliveries (
     delivered_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (ecosystem_id, id)
 );
+
+-- Monthly statements the worker issued to each partner: what was shown, so an
+-- acknowledgement (statement_answers) can be matched to it later.
+CREATE TABLE statements_issued (
+    ecosystem_id uuid NOT NULL,
+    id uuid NOT NULL,
+    party_id uuid NOT NULL,
+    counterparty_id uuid NOT NULL,
+    period_start timestamptz NOT NULL,
+    period_end timestamptz NOT NULL,
+    statement_hash text NOT NULL,
+    closing jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT statements_issued_pkey PRIMARY KEY (ecosystem_id, id),
+    CONSTRAINT statements_issued_once UNIQUE (ecosystem_id, party_id, counterparty_id, period_start)
+);

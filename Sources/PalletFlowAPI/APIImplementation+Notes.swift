@@ -171,6 +171,21 @@ extension APIImplementation {
             answers: statement.answers.map(Components.Schemas.StatementAnswer.init)))))
     }
 
+    func listIssuedStatements(_ input: Operations.ListIssuedStatements.Input) async throws -> Operations.ListIssuedStatements.Output {
+        let caller = try caller(in: input.path.ecosystemId)
+        let issued = try await store.issuedStatements(ecosystem: caller.ecosystem,
+                                                      party: caller.role.readsWholeEcosystem ? nil : caller.membership)
+        return .ok(.init(body: .json(.init(items: issued.map { statement in
+            let closing = (try? JSONSerialization.jsonObject(with: Data(statement.closing.utf8)) as? [[String: String]]) ?? []
+            return .init(id: statement.id.lowercase, partyId: statement.party.lowercase,
+                         counterpartyId: statement.counterparty.lowercase, from: statement.from, until: statement.until,
+                         hash: statement.hash,
+                         closing: closing.map { .init(palletTypeId: $0["palletTypeId"] ?? "", quality: $0["quality"] ?? "",
+                                                      closing: $0["closing"] ?? "0") },
+                         createdAt: statement.createdAt)
+        }))))
+    }
+
     func answerStatement(_ input: Operations.AnswerStatement.Input) async throws -> Operations.AnswerStatement.Output {
         let caller = try caller(in: input.path.ecosystemId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }

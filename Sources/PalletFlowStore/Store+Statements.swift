@@ -124,3 +124,64 @@ extension Store {
                                answeredAt: Date())
     }
 }
+
+public struct IssuedStatement: Sendable, Hashable {
+    public var id: UUID
+    public var party: UUID
+    public var counterparty: UUID
+    public var from: Date
+    public var until: Date
+    public var hash: String
+    public var closing: String
+    public var createdAt: Date
+}
+
+extension Store {
+    /// Partners holding a bilateral account with `counterparty` (the shipper).
+    public func partnersWithAccounts(ecosystem: UUID, counterparty: UUID) async throws -> [UUID] {
+        var result: [UUID] = []
+        for try await party in try await client.query("""
+            SELECT DISTINCT party_id FROM accounts
+            WHERE ecosystem_id = \(ecosystem) AND class = 'owed' AND counterparty_id = \(counterparty)
+            ORDER BY party_id
+            """, logger: logger).decode(UUID.self) { result.append(party) }
+        return result
+    }
+
+    /// Records a statement as issued (once per party, counterparty and period).
+    @discardableResult
+    public func recordIssuedStatement(ecosystem: UUID, _ statement: Statement) async throws -> Bool {
+        let closing = statement.lines.map {
+            ["palletTypeId": $0.palletType.uuidString.lowercased(), "quality": $0.quality.rawValue, "closing": String($0.closing)]
+        }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: closing, options: [.sortedKeys]), as: UTF8.self)
+        var inserted = false
+        for try await _ in try await client.query("""
+            INSERT INTO statements_issued (ecosystem_id, id, party_id, counterparty_id, period_start, period_end, statement_hash, closing)
+            VALUES (\(ecosystem), \(newID()), \(statement.party), \(statement.counterparty),
+                    'epoch'::timestamptz + \(statement.from.microsecondsSinceEpoch) * interval '1 microsecond',
+                    'epoch'::timestamptz + \(statement.until.microsecondsSinceEpoch) * interval '1 microsecond',
+                    \(statement.hash), \(json)::jsonb)
+            ON CONFLICT ON CONSTRAINT statements_issued_once DO NOTHING
+            RETURNING id
+            """, logger: logger) { inserted = true }
+        return inserted
+    }
+
+    public func issuedStatements(ecosystem: UUID, party: UUID?) async throws -> [IssuedStatement] {
+        let none = noneID
+        var result: [IssuedStatement] = []
+        for try await row in try await client.query("""
+            SELECT id, party_id, counterparty_id, period_start, period_end, statement_hash, closing::text, created_at
+            FROM statements_issued
+            WHERE ecosystem_id = \(ecosystem) AND (\(party ?? none) = \(none) OR party_id = \(party ?? none) OR counterparty_id = \(party ?? none))
+            ORDER BY period_start DESC, party_id LIMIT 1000
+            """, logger: logger) {
+            let (id, party, counterparty, from, until, hash, closing, created) =
+                try row.decode((UUID, UUID, UUID, Date, Date, String, String, Date).self)
+            result.append(IssuedStatement(id: id, party: party, counterparty: counterparty, from: from, until: until,
+                                          hash: hash, closing: closing, createdAt: created))
+        }
+        return result
+    }
+}

@@ -56,6 +56,13 @@ public struct WorkerService: Service {
                 try await engine.recompute(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
                 try await alerts.evaluate(ecosystem: ecosystem)
             },
+            "statements.monthly": { job, _ in
+                guard let ecosystem = job.ecosystem,
+                      let payload = try JSONSerialization.jsonObject(with: Data(job.payload.utf8)) as? [String: String],
+                      let month = payload["dedupe"]
+                else { return }
+                try await MonthlyStatements(store: store).issue(ecosystem: ecosystem, month: month)
+            },
             "alerts.daily": { job, _ in
                 guard let ecosystem = job.ecosystem else { return }
                 try await alerts.evaluate(ecosystem: ecosystem)
@@ -113,9 +120,12 @@ public struct WorkerService: Service {
         for ecosystem in try await store.ecosystemsBehindWatermark() {
             try await store.enqueue(kind: "indicators.update", ecosystem: ecosystem)
         }
-        let today = Instant.date(ofDay: Instant.now().day)
+        let today = Instant.now().day
+        // The month that ended last: its statements go out once.
+        let lastMonth = String(Instant.date(ofDay: PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1)).prefix(7))
         for ecosystem in try await store.allEcosystems() {
-            try await store.enqueueOnce(kind: "alerts.daily", ecosystem: ecosystem, dedupe: today)
+            try await store.enqueueOnce(kind: "alerts.daily", ecosystem: ecosystem, dedupe: Instant.date(ofDay: today))
+            try await store.enqueueOnce(kind: "statements.monthly", ecosystem: ecosystem, dedupe: lastMonth)
         }
     }
 }

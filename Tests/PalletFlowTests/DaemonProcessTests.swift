@@ -50,7 +50,7 @@ struct DaemonProcessTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let dataDirectory = directory.appendingPathComponent("data").path
         let port = Int.random(in: 20_000...40_000)
-        let arguments = ["--data-dir", dataDirectory, "--port", String(port), "--demo", "--log-format", "text"]
+        let arguments = ["--data-dir", dataDirectory, "--port", String(port), "--demo", "--with-worker", "--log-format", "text"]
 
         let first = try launch(arguments, output: directory.appendingPathComponent("first.log"))
         #expect(try await waitUntilReady(port: port))

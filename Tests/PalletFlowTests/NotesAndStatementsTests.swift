@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import PalletFlowCore
 import PalletFlowStore
+import PalletFlowWorker
 import Testing
 
 @Suite("Pallet notes and statements")
@@ -70,7 +71,7 @@ struct NotesAndStatementsTests {
 
     @Test("a statement gives opening, movements and closing per type; the partner acknowledges it as shown")
     func statement() async throws {
-        try await withAPI { api, fixture, _ in
+        try await withAPI { api, fixture, store in
             func pickup(_ time: String, _ quantity: Int, _ exchanged: Int, _ key: String) async throws {
                 let response = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
                     "kind": "pickup", "eventTime": time, "from": ["partyId": fixture.shipper.id.lower],
@@ -107,6 +108,13 @@ struct NotesAndStatementsTests {
             let again = try await api.get(path, token: fixture.shipper.token)
             #expect((again.json["answers"] as? [[String: Any]])?.first?["answer"] as? String == "acknowledged")
 
+            // The worker issues the month's statement once, with the same figures and hash.
+            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: "2026-11") == 1)
+            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: "2026-11") == 0)
+            let issued = try await api.get("\(fixture.base)/statements/issued", token: fixture.carrier.token)
+            #expect(issued.items.count == 1)
+            #expect(issued.items.first?["hash"] as? String == statement.json["hash"] as? String)
+            #expect(try await api.get("\(fixture.base)/statements/issued", token: fixture.otherCarrier.token).items.isEmpty)
             // Another carrier can neither read nor answer it.
             #expect(try await api.get(path, token: fixture.otherCarrier.token).status == .notFound)
         }

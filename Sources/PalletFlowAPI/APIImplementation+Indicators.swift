@@ -173,7 +173,10 @@ extension Components.Schemas.Indicator {
             period: .init(rawValue: row.period)!, periodStart: Instant.date(ofDay: row.startDay),
             periodEnd: Instant.date(ofDay: row.endDay), issued: figures.issued, spotReturned: figures.spotReturned,
             laterReturned: figures.laterReturned, returned: figures.returned, restitutionRate: rate,
-            restitutionRateDisplay: rate.map { min(1, $0) }, declaredLosses: figures.declaredLosses, scrapped: figures.scrapped,
+            restitutionRateDisplay: rate.map { min(1, $0) },
+            cumulativeRestitutionRate: row.period == "to_date" && figures.issued > 0
+                ? 1 - Double(figures.outstanding) / Double(figures.issued) : nil,
+            declaredLosses: figures.declaredLosses, scrapped: figures.scrapped,
             presumedLosses: figures.presumedLosses, lossRate: figures.lossRate, outstanding: figures.outstanding,
             outstandingValueMinor: row.outstandingValueMinor, currency: row.currency,
             aging: .init(days0to30: figures.aging0to30, days31to60: figures.aging31to60, days61to90: figures.aging61to90,

@@ -68,7 +68,8 @@ public struct IndicatorFigures: Sendable, Hashable {
     /// display caps at 100%, the raw figure is kept.
     public var restitutionRate: Double? { issued > 0 ? Double(returned) / Double(issued) : nil }
 
-    /// (declared losses + presumed losses + scrapped) / issued.
+    /// (declared losses + presumed losses + scrapped) / issued. Presumed losses are a
+    /// stock at the period's end, the rest flows of the period (DOMAIN.md's definition).
     public var lossRate: Double? {
         issued > 0 ? Double(declaredLosses + presumedLosses + scrapped) / Double(issued) : nil
     }
@@ -77,30 +78,34 @@ public struct IndicatorFigures: Sendable, Hashable {
 public enum IndicatorMath {
     /// Matches returns (spot and later) and write-offs to issues first-in first-out.
     /// Returns the matched pairs and what is still unmatched per issue day.
-    /// Write-offs (declared losses) consume the oldest issues like returns but are not
-    /// returns: they do not count in rotation.
+    /// Write-offs (declared losses, scrapped pallets) consume the oldest issues like returns
+    /// but are not returns: they do not count in rotation. Returns beyond what is out are a
+    /// credit that later issues use first, so what stays open is always
+    /// max(0, issued - returned - written off).
     public static func fifo(_ facts: [RelationshipFact]) -> (matches: [FIFOMatch], open: [(day: Int, quantity: Int64)]) {
         let ordered = facts.sorted { ($0.day, order($0.kind)) < ($1.day, order($1.kind)) }
         var open: [(day: Int, quantity: Int64)] = []
         var head = 0
         var matches: [FIFOMatch] = []
+        var credit: Int64 = 0
         for fact in ordered {
             switch fact.kind {
             case .issued:
-                open.append((fact.day, fact.quantity))
-            case .spotReturn, .laterReturn, .declaredLoss:
+                let covered = min(credit, fact.quantity)
+                credit -= covered
+                if fact.quantity > covered { open.append((fact.day, fact.quantity - covered)) }
+            case .spotReturn, .laterReturn, .declaredLoss, .scrapped:
                 var remaining = fact.quantity
                 while remaining > 0, head < open.count {
                     let take = min(remaining, open[head].quantity)
-                    if fact.kind != .declaredLoss {
+                    if fact.kind == .spotReturn || fact.kind == .laterReturn {
                         matches.append(FIFOMatch(issueDay: open[head].day, returnDay: fact.day, quantity: take))
                     }
                     open[head].quantity -= take
                     remaining -= take
                     if open[head].quantity == 0 { head += 1 }
                 }
-            case .scrapped:
-                break
+                if fact.kind == .spotReturn || fact.kind == .laterReturn { credit += remaining }
             }
         }
         return (matches, Array(open[head...]).filter { $0.quantity > 0 })

@@ -105,7 +105,9 @@ enum DemoHistory {
                     var lines: [MovementLine] = []
                     for type in [epal.id, half.id, box.id] {
                         guard let due = owed[type], due > 3 else { continue }
-                        let returned = Int64(Double(due) * Double.random(in: 0.6...0.85, using: &random))
+                        // The last carriers are the careless ones: a good part of their pallets never comes back.
+                        let share = rank >= carriers.count - 3 ? 0.4...0.7 : 0.6...0.85
+                        let returned = Int64(Double(due) * Double.random(in: share, using: &random))
                         guard returned > 0 else { continue }
                         lines.append(MovementLine(palletType: type, quality: .a, quantity: returned))
                         owedByCarrier[carrier.id]![type] = due - returned

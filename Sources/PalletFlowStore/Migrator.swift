@@ -60,8 +60,16 @@ public struct Migrator: Sendable {
     }
 
     /// Versions recorded as applied, with their checksums.
-    public func appliedVersions(_ connection: PostgresConnection, logger: Logger) async throws -> [Int: String] {
-        try await ensureTable(connection, logger: logger)
+    public func appliedVersions(_ connection: PostgresConnection, logger: Logger, create: Bool = true) async throws -> [Int: String] {
+        if create {
+            try await ensureTable(connection, logger: logger)
+        } else {
+            // Readers must not race the migrator's CREATE TABLE: look before reading.
+            var exists = false
+            for try await found in try await connection.query(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger).decode(Bool.self) { exists = found }
+            if !exists { return [:] }
+        }
         var applied: [Int: String] = [:]
         for try await (version, checksum) in try await connection.query(
             "SELECT version, checksum FROM schema_migrations", logger: logger
@@ -74,7 +82,7 @@ public struct Migrator: Sendable {
     /// True when every migration of this binary is applied and unchanged.
     public func isUpToDate(_ client: PostgresClient, logger: Logger) async throws -> Bool {
         try await client.withConnection { connection in
-            let applied = try await appliedVersions(connection, logger: logger)
+            let applied = try await appliedVersions(connection, logger: logger, create: false)
             return migrations.allSatisfy { applied[$0.version] == $0.checksum }
         }
     }

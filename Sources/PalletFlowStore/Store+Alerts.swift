@@ -76,13 +76,15 @@ extension Store {
         }
     }
 
-    /// The latest month and to-date rows, what the rules look at.
+    /// The last complete month and the to-date rows, what the rules look at (a month in
+    /// progress would raise restitution alerts before its returns had a chance).
     public func latestIndicators(ecosystem: UUID) async throws -> [IndicatorSnapshot] {
         var result: [IndicatorSnapshot] = []
         for try await row in try await client.query("""
             SELECT DISTINCT ON (partner_id, pallet_type_id, period) partner_id, pallet_type_id, period::text, period_start::text,
                    issued, spot_returned + later_returned, outstanding, overdue_notes_count, declarations, declared_within_24h
-            FROM indicators WHERE ecosystem_id = \(ecosystem) AND period IN ('month', 'to_date')
+            FROM indicators WHERE ecosystem_id = \(ecosystem)
+              AND (period = 'to_date' OR (period = 'month' AND period_end <= current_date))
             ORDER BY partner_id, pallet_type_id, period, period_start DESC
             """, logger: logger) {
             let (partner, type, period, start, issued, returned, outstanding, overdue, declarations, within) =

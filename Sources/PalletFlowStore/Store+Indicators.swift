@@ -80,10 +80,17 @@ extension Store {
     /// New movements since the watermark: the relationships they touch and the earliest
     /// day they touch, plus the new watermark. Reversals count on the day of what they reverse.
     public func changesSince(ecosystem: UUID, shipper: UUID) async throws -> (pairs: [RelationshipKey: Int], lastSeq: Int64) {
-        var last: Int64 = 0
-        for try await seq in try await client.query(
-            "SELECT coalesce(max(seq), 0)::int8 FROM movements WHERE ecosystem_id = \(ecosystem)", logger: logger).decode(Int64.self) {
-            last = seq
+        // Writers hold this lock shared from before their sequence number is drawn until they
+        // commit; taking it exclusively for a moment means no write is in flight, so every
+        // movement up to max(seq) is committed (or rolled back) and none is skipped later.
+        let last: Int64 = try await transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(ecosystem)::text, 7))", logger: logger)
+            var last: Int64 = 0
+            for try await seq in try await connection.query(
+                "SELECT coalesce(max(seq), 0)::int8 FROM movements WHERE ecosystem_id = \(ecosystem)", logger: logger).decode(Int64.self) {
+                last = seq
+            }
+            return last
         }
         var pairs: [RelationshipKey: Int] = [:]
         for try await (partner, type, day) in try await client.query("""
@@ -204,8 +211,13 @@ extension Store {
 
     /// Replaces the indicator rows of the given relationships from `fromDay` on (periods
     /// ending after it) with `rows`, and moves the watermark, in one transaction.
-    public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?) async throws {
+    public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?,
+                                  replaceAll: Bool = false) async throws {
         try await transaction { connection in
+            if replaceAll {
+                // A full recompute swaps every row at once: readers never see an empty table.
+                try await connection.query("DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)", logger: logger)
+            }
             let partners = pairs.keys.map(\.partner)
             let types = pairs.keys.map(\.palletType)
             let days = pairs.values.map { Int64($0) }
@@ -264,13 +276,6 @@ extension Store {
             """, logger: logger)
     }
 
-    /// Deletes every indicator row and the watermark of an ecosystem (full recompute).
-    public func resetIndicators(ecosystem: UUID) async throws {
-        try await transaction { connection in
-            try await connection.query("DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)", logger: logger)
-            try await connection.query("DELETE FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem)", logger: logger)
-        }
-    }
 }
 
 extension Store {

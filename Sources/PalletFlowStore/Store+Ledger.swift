@@ -93,7 +93,10 @@ extension Store {
         }
         let key = idempotency?.key ?? ""
         let query: PostgresQuery = """
-            WITH key AS (
+            WITH lock AS (
+                -- Shared among writers; the indicators' watermark reader takes it exclusively.
+                SELECT pg_advisory_xact_lock_shared(hashtextextended(\(ecosystem)::text, 7)) AS held
+            ), key AS (
                 INSERT INTO idempotency_keys (ecosystem_id, membership_id, key, request_hash, response_status, response_body)
                 SELECT \(ecosystem), \(member), \(key), \(ByteBuffer(bytes: idempotency?.requestHash ?? [])),
                        \(idempotency?.status ?? 0), \(ByteBuffer(bytes: idempotency?.body ?? []))
@@ -101,7 +104,7 @@ extension Store {
                 ON CONFLICT DO NOTHING
                 RETURNING 1 AS inserted
             ), go AS (
-                SELECT 1 AS ok WHERE \(key) = '' OR EXISTS (SELECT 1 FROM key)
+                SELECT 1 AS ok FROM lock WHERE \(key) = '' OR EXISTS (SELECT 1 FROM key)
             ), mv AS (
                 INSERT INTO movements (ecosystem_id, id, kind, event_time, event_offset_minutes, record_time, declarer_id,
                     from_party_id, from_site_id, to_party_id, to_site_id, counterparty_id, status, confirmed, confirmed_at,

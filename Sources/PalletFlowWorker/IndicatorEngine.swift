@@ -14,6 +14,12 @@ public struct IndicatorEngine: Sendable {
 
     public init(store: Store) { self.store = store }
 
+    /// The last day periods run to: today, or tomorrow (UTC) while a declaration dated up
+    /// to the tolerated clock skew ahead may already fall on it.
+    public static func today() -> Int {
+        Instant(microsecondsSinceEpoch: Instant.now().microsecondsSinceEpoch + DeclarationLimits.futureToleranceMicroseconds).day
+    }
+
     public struct Outcome: Sendable, Equatable {
         public var relationships: Int
         public var rows: Int
@@ -22,7 +28,7 @@ public struct IndicatorEngine: Sendable {
 
     /// Counts what is new since the watermark.
     @discardableResult
-    public func update(ecosystem: UUID, today: Int = Instant.now().day,
+    public func update(ecosystem: UUID, today: Int = IndicatorEngine.today(),
                        progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
         let (pairs, last) = try await store.changesSince(ecosystem: ecosystem, shipper: settings.shipper)
@@ -36,23 +42,22 @@ public struct IndicatorEngine: Sendable {
 
     /// Rebuilds every indicator of the ecosystem from the whole ledger.
     @discardableResult
-    public func recompute(ecosystem: UUID, today: Int = Instant.now().day,
+    public func recompute(ecosystem: UUID, today: Int = IndicatorEngine.today(),
                           progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
         let (_, last) = try await store.changesSince(ecosystem: ecosystem, shipper: settings.shipper)
-        try await store.resetIndicators(ecosystem: ecosystem)
         let facts = try await store.relationshipFacts(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         let activity = try await store.declarationActivity(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         var pairs: [RelationshipKey: Int] = [:]
         for key in Set(facts.keys).union(activity.keys) { pairs[key] = Int.min / 4 }
         return try await compute(ecosystem: ecosystem, shipper: settings.shipper, lossHorizonDays: settings.lossHorizonDays,
                                  pairs: pairs, watermark: last, today: today, facts: facts, activity: activity,
-                                 progress: progress)
+                                 replaceAll: true, progress: progress)
     }
 
     func compute(ecosystem: UUID, shipper: UUID, lossHorizonDays: Int, pairs: [RelationshipKey: Int], watermark: Int64,
                  today: Int, facts preloaded: [RelationshipKey: [RelationshipFact]]? = nil,
-                 activity preloadedActivity: [RelationshipKey: [DeclarationActivity]]? = nil,
+                 activity preloadedActivity: [RelationshipKey: [DeclarationActivity]]? = nil, replaceAll: Bool = false,
                  progress: @Sendable (Int, Int) async -> Void) async throws -> Outcome {
         let partners = Array(Set(pairs.keys.map(\.partner)))
         let facts: [RelationshipKey: [RelationshipFact]]
@@ -77,7 +82,8 @@ public struct IndicatorEngine: Sendable {
         // back-dated change replaces exactly the periods it touches.
         var deletions = pairs
         for key in deletions.keys where deletions[key]! < Int.min / 8 { deletions[key] = -1_000_000 }
-        try await store.replaceIndicators(ecosystem: ecosystem, pairs: deletions, rows: rows, watermark: watermark)
+        try await store.replaceIndicators(ecosystem: ecosystem, pairs: deletions, rows: rows, watermark: watermark,
+                                          replaceAll: replaceAll)
         return Outcome(relationships: pairs.count, rows: rows.count, watermark: watermark)
     }
 

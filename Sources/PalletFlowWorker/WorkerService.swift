@@ -17,10 +17,15 @@ public struct WorkerService: Service {
     let name: String
     let handlers: [String: @Sendable (Job, JobContext) async throws -> Void]
     let schedules: Bool
+    /// How long to wait for the schema at start: the daemon migrates while its in-process
+    /// worker starts; a worker of its own fails at once with a clear message.
+    let schemaWait: Duration
 
     public init(store: Store, pollInterval: Duration = .seconds(2), lease: Duration = .seconds(60),
                 name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
-                handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true) {
+                handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true,
+                schemaWait: Duration = .zero) {
+        self.schemaWait = schemaWait
         self.store = store
         self.pollInterval = pollInterval
         self.lease = lease
@@ -63,8 +68,11 @@ public struct WorkerService: Service {
                 else { return }
                 try await MonthlyStatements(store: store).issue(ecosystem: ecosystem, month: month)
             },
-            "alerts.daily": { job, _ in
+            "alerts.daily": { job, context in
+                // Ages, presumed losses and overdue notes move with the calendar, not only
+                // with new movements: once a day everything is rebuilt, then checked.
                 guard let ecosystem = job.ecosystem else { return }
+                try await engine.recompute(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
                 try await alerts.evaluate(ecosystem: ecosystem)
             },
             "webhook.deliver": { job, _ in
@@ -80,6 +88,11 @@ public struct WorkerService: Service {
 
     public func run() async throws {
         let logger = store.logger
+        let deadline = ContinuousClock.now + schemaWait
+        while ContinuousClock.now < deadline, !Task.isShuttingDownGracefully, !Task.isCancelled,
+              !((try? await Migrator().isUpToDate(store.client, logger: logger)) ?? false) {
+            try await Task.sleep(for: .milliseconds(250))
+        }
         guard try await Migrator().isUpToDate(store.client, logger: logger) else {
             logger.error("the database schema is not up to date; run `palletflow migrate` or start palletflowd first")
             throw WorkerError.schemaNotReady
@@ -92,7 +105,7 @@ public struct WorkerService: Service {
                 do { try await schedule() } catch { logger.warning("scheduling failed", metadata: ["error": "\(error)"]) }
             }
             let worked = try await runOne()
-            if !worked { try? await Task.sleep(for: pollInterval) }
+            if !worked { try await Task.sleep(for: pollInterval) }
         }
         logger.info("worker stopping", metadata: ["worker": "\(name)"])
     }

@@ -6,6 +6,7 @@ import PalletFlowAPI
 import PalletFlowDemo
 import PalletFlowStore
 import PalletFlowWorker
+import PostgresNIO
 import ServiceLifecycle
 
 @main
@@ -90,7 +91,7 @@ struct Palletflowd: AsyncParsableCommand {
         let host = host
         let port = port
         var services: [any Service] = [client]
-        if withWorker { services.append(WorkerService(store: store)) }
+        if withWorker { services.append(WorkerService(store: store, schemaWait: .seconds(600))) }
         let app = try buildApplication(store: store, settings: settings, services: services, logger: logger) {
             if migrate {
                 try await Migrator().migrate(client, logger: logger)
@@ -100,7 +101,12 @@ struct Palletflowd: AsyncParsableCommand {
                 printDemoBanner(seeded, host: host, port: port)
             }
         }
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        do {
+            try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        } catch let error as PSQLError {
+            // PSQLError hides its details from `description`; an operator needs them.
+            throw ValidationError("database error: \(String(reflecting: error))")
+        }
     }
 }
 

@@ -73,7 +73,8 @@ struct IndicatorMathTests {
         let figures = IndicatorMath.figures(facts, startDay: 0, endDay: 7, lossHorizonDays: 120)
         #expect(figures.restitutionRate == 0.9)
         #expect(figures.lossRate == 0.1)
-        #expect(figures.outstanding == 1)
+        // 20 - 15 - 3 returned, 1 lost and 1 scrapped written off: nothing left out.
+        #expect(figures.outstanding == 0)
         let catchUp = IndicatorMath.figures(facts + [RelationshipFact(.laterReturn, day: 10, quantity: 1)],
                                             startDay: 7, endDay: 14, lossHorizonDays: 120)
         #expect(catchUp.issued == 0)
@@ -81,6 +82,18 @@ struct IndicatorMathTests {
         let over = IndicatorMath.figures([RelationshipFact(.issued, day: 0, quantity: 4), RelationshipFact(.laterReturn, day: 1, quantity: 6)],
                                          startDay: 0, endDay: 2, lossHorizonDays: 120)
         #expect(over.restitutionRate == 1.5)
+    }
+
+    @Test("returns beyond what is out are a credit against later issues: issue 4, return 6, issue 5 leaves 3 out")
+    func excessReturnCredit() {
+        let facts = [
+            RelationshipFact(.issued, day: 0, quantity: 4),
+            RelationshipFact(.laterReturn, day: 1, quantity: 6),
+            RelationshipFact(.issued, day: 2, quantity: 5),
+        ]
+        let figures = IndicatorMath.figures(facts, startDay: 0, endDay: 3, lossHorizonDays: 120)
+        #expect(figures.outstanding == 3)
+        #expect(figures.aging0to30 == 3)
     }
 
     @Test("lateness percentiles: median 200 s, p90 25 h, 3 of 4 within 24 h")

@@ -152,6 +152,8 @@ struct WorkerTests {
             #expect(row["rotationMedianDays"] as? Int == 0)
             #expect(row["rotationP90Days"] as? Int == 5)
             #expect(row["declarations"] as? Int == 3)
+            // Cumulative restitution 1 - 2 / 30.
+            #expect(abs((row["cumulativeRestitutionRate"] as? Double ?? 0) - 28.0 / 30.0) < 1e-9)
             // Loss rate (2 declared + 0 presumed + 0 scrapped) / 30.
             #expect(abs((row["lossRate"] as? Double ?? 0) - 2.0 / 30.0) < 1e-9)
             // A partner sees only its own rows; another carrier sees none.
@@ -172,7 +174,7 @@ struct WorkerTests {
             let today = Instant.now().day
             try await Self.scenario(api, fixture)
             try await engine.update(ecosystem: fixture.ecosystem, today: today)
-            // A second batch: a back-dated pickup 60 days ago, another carrier, a delivery with shortfall.
+            // A second batch: a back-dated pickup 60 days ago, and a pickup by another carrier.
             let batch = try await api.post("\(fixture.base)/movements/batch", token: fixture.shipper.token, json: ["movements": [
                 ["kind": "pickup", "eventTime": hoursAgo(24 * 60), "from": ["partyId": fixture.shipper.id.lower],
                  "to": ["partyId": fixture.carrier.id.lower], "lines": [["palletType": "EPAL1", "quantity": 12]]],

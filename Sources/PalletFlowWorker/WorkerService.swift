@@ -74,6 +74,12 @@ public struct WorkerService: Service {
                 guard let ecosystem = job.ecosystem else { return }
                 try await engine.recompute(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
                 try await alerts.evaluate(ecosystem: ecosystem)
+                // Charter clauses are judged on the last complete month and week.
+                let today = Instant.now().day
+                try await store.evaluateCharter(ecosystem: ecosystem, period: .month,
+                                                startDay: PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1))
+                try await store.evaluateCharter(ecosystem: ecosystem, period: .week,
+                                                startDay: PeriodKind.week.start(of: today) - 7)
             },
             "webhook.deliver": { job, _ in
                 guard let ecosystem = job.ecosystem,

@@ -1,0 +1,276 @@
+import Foundation
+import PalletFlowCore
+import PalletFlowStore
+
+/// The mediation report: the facts each participant brings to the table, built from the
+/// ledger, the indicators, the charter evaluations, the funnel and the previous session.
+struct MediationReport: Sendable {
+    struct Participant: Sendable {
+        var member: MemberRecord
+        var stage: FunnelStage?
+        /// Per pallet type code: what the participant owes the shipper, confirmed and pending.
+        var balances: [(code: String, confirmed: Int64, pending: Int64)]
+        var openDiscrepancies: [(discrepancy: DiscrepancyRecord, movement: PostedMovement)]
+        var overdueNotes: [(note: PalletNoteRecord, valueMinor: Int64?)]
+        var current: PeriodTotals?
+        var previous: PeriodTotals?
+        /// Month start day -> totals, for the trend charts (last 12 months).
+        var months: [Int: PeriodTotals]
+        var aging: [Int64]
+        var compliance: [(clause: CharterClause, result: ClauseResult, measured: Double?, periodStartDay: Int)]
+    }
+
+    var session: SessionRecord
+    var ecosystem: EcosystemRecord
+    var shipper: MemberRecord
+    var participants: [Participant]
+    var previousActions: [ActionRecord]
+    var actions: [ActionRecord]
+    var memberNames: [UUID: String]
+    var typeCodes: [UUID: String]
+    var generatedAt: Instant
+
+    static func build(store: Store, ecosystem: EcosystemRecord, session: SessionRecord, visibleTo caller: Caller) async throws
+        -> MediationReport
+    {
+        let id = ecosystem.id
+        let members = try await store.members(ecosystem: id)
+        guard let shipper = members.first(where: { $0.role == .shipper }) else { throw StoreError.notFound("shipper") }
+        let names = Dictionary(uniqueKeysWithValues: members.map { ($0.id, $0.name) })
+        let types = try await store.palletTypes(ecosystem: id)
+        let codes = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.code) })
+        let values = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.unitValueMinor) })
+        let funnel = try await store.funnel(ecosystem: id)
+        let charters = try await store.charters(ecosystem: id)
+        let evaluations = try await store.clauseEvaluations(ecosystem: id, member: nil)
+        let length = session.periodEndDay - session.periodStartDay
+        let thisPeriod = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay, endDay: session.periodEndDay)
+        let previous = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay - length,
+                                                   endDay: session.periodStartDay)
+        let trend = try await store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366, endDay: session.periodEndDay)
+        let balances = try await store.balances(ecosystem: id, classes: [.owed], party: nil, asOf: nil)
+        let notes = try await store.palletNotes(ecosystem: id, party: nil)
+        let discrepancies = try await store.discrepancies(ecosystem: id, openOnly: true)
+        var toDate: [UUID: [Int64]] = [:]
+        for row in try await store.indicators(ecosystem: id, partner: nil, palletType: nil, period: "to_date", fromDay: nil, untilDay: nil) {
+            var buckets = toDate[row.key.partner] ?? [0, 0, 0, 0]
+            buckets[0] += row.figures.aging0to30
+            buckets[1] += row.figures.aging31to60
+            buckets[2] += row.figures.aging61to90
+            buckets[3] += row.figures.aging90plus
+            toDate[row.key.partner] = buckets
+        }
+        var participants: [Participant] = []
+        for member in members where session.participants.contains(member.id) && member.role != .shipper && member.role != .coordinator {
+            // A partner reading the report sees its own figures and the shipper's, no other partner's.
+            guard caller.role.readsWholeEcosystem || member.id == caller.membership
+                || session.participants.contains(caller.membership) else { continue }
+            var owed: [UUID: (Int64, Int64)] = [:]
+            for balance in balances where balance.key.party == member.id && balance.key.counterparty == shipper.id {
+                let previous = owed[balance.key.palletType] ?? (0, 0)
+                owed[balance.key.palletType] = (previous.0 + balance.confirmed, previous.1 + balance.pending)
+            }
+            var open: [(DiscrepancyRecord, PostedMovement)] = []
+            for discrepancy in discrepancies {
+                guard let movement = try await store.movement(ecosystem: id, id: discrepancy.movement), movement.involves(member.id)
+                else { continue }
+                open.append((discrepancy, movement))
+            }
+            let charter = charters.last { $0.status == "published" }
+            let latest = Dictionary(
+                evaluations.filter { $0.member == member.id && $0.version == charter?.id }.map { ($0.clause, $0) },
+                uniquingKeysWith: { $0.periodStartDay >= $1.periodStartDay ? $0 : $1 })
+            participants.append(Participant(
+                member: member, stage: funnel.first { $0.member == member.id }?.stage,
+                balances: owed.map { (codes[$0.key] ?? "?", $0.value.0, $0.value.1) }.sorted { $0.code < $1.code },
+                openDiscrepancies: open,
+                overdueNotes: notes.filter { $0.issuer == member.id && $0.state == .overdue }.map { note in
+                    let unit: Int64? = values[note.palletType] ?? nil
+                    return (note: note, valueMinor: unit.map { $0 * note.outstanding })
+                },
+                current: PeriodTotals.combine(thisPeriod[member.id] ?? [:]),
+                previous: PeriodTotals.combine(previous[member.id] ?? [:]),
+                months: trend[member.id] ?? [:], aging: toDate[member.id] ?? [0, 0, 0, 0],
+                compliance: (charter?.clauses ?? []).filter(\.isMeasurable).compactMap { clause in
+                    guard let evaluation = latest[clause.number] else { return nil }
+                    return (clause, evaluation.result, evaluation.measured, evaluation.periodStartDay)
+                }))
+        }
+        var previousActions: [ActionRecord] = []
+        if let previous = session.previousSession { previousActions = try await store.actions(ecosystem: id, session: previous) }
+        return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
+                               previousActions: previousActions, actions: try await store.actions(ecosystem: id, session: session.id),
+                               memberNames: names, typeCodes: codes, generatedAt: .now())
+    }
+
+    // MARK: Renderings
+
+    func percent(_ value: Double?) -> String { value.map { String(format: "%.1f%%", $0 * 100) } ?? "n/a" }
+
+    var csv: String {
+        var text = CSV.line(["participant", "role", "stage", "pallet_type", "confirmed_owed", "pending_owed", "issued", "returned",
+                             "restitution", "previous_restitution", "loss_rate", "open_discrepancies", "overdue_notes"])
+        for participant in participants {
+            let rows = participant.balances.isEmpty ? [("", Int64(0), Int64(0))] : participant.balances
+            for balance in rows {
+                text += CSV.line([participant.member.name, participant.member.role.rawValue, participant.stage?.rawValue ?? "",
+                                  balance.0, String(balance.1), String(balance.2),
+                                  String(participant.current?.issued ?? 0), String(participant.current?.returned ?? 0),
+                                  percent(participant.current?.measure(.restitutionRate)),
+                                  percent(participant.previous?.measure(.restitutionRate)),
+                                  percent(participant.current?.measure(.lossRate)),
+                                  String(participant.openDiscrepancies.count), String(participant.overdueNotes.count)])
+            }
+        }
+        return text
+    }
+
+    var html: String {
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        }
+        var page = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>\(escape(session.title))</title>
+            <style>
+            body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:60rem;color:#1d2733;line-height:1.45}
+            h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;border-bottom:2px solid #1f6f8b;padding-bottom:.2rem;margin-top:2rem}
+            h3{font-size:1.05rem;margin-bottom:.3rem}table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}
+            th,td{border:1px solid #c9d3dd;padding:.3rem .5rem;text-align:left;font-size:.92rem}th{background:#eef3f7}
+            td.n{text-align:right;font-variant-numeric:tabular-nums}.meta{color:#52606d}.met{color:#1b7f3b}.not_met{color:#b42318}
+            figure{margin:.5rem 0 1rem}figcaption{font-size:.85rem;color:#52606d}
+            @media print{body{margin:0;max-width:none}h2{page-break-before:auto}section{page-break-inside:avoid}}
+            </style></head><body>
+            <header><h1>\(escape(session.title))</h1>
+            <p class="meta">\(escape(ecosystem.name)) · mediation session \(escape(session.state)) · scheduled
+            \(escape(Instant(session.scheduledAt).rfc3339(keepingOffset: false))) · period \(Instant.date(ofDay: session.periodStartDay))
+            to \(Instant.date(ofDay: session.periodEndDay - 1)) · generated \(escape(generatedAt.rfc3339(keepingOffset: false)))</p>
+            </header>
+            """
+        if let agenda = session.agenda { page += "<section><h2>Agenda</h2><p>\(escape(agenda))</p></section>" }
+        page += "<section><h2>Actions agreed at the previous session</h2>"
+        if previousActions.isEmpty {
+            page += "<p>No previous session, or no action agreed there.</p>"
+        } else {
+            page += "<table><thead><tr><th>Action</th><th>Owner</th><th>Due</th><th>Status</th></tr></thead><tbody>"
+            for action in previousActions {
+                page += "<tr><td>\(escape(action.description))</td><td>\(escape(memberNames[action.owner] ?? "?"))</td><td>\(action.dueDate)</td><td>\(action.status)</td></tr>"
+            }
+            page += "</tbody></table>"
+        }
+        page += "</section>"
+        for participant in participants {
+            page += "<section><h2>\(escape(participant.member.name)) <small class=\"meta\">(\(participant.member.role.rawValue), \(participant.stage?.rawValue ?? "n/a"))</small></h2>"
+            page += "<h3>Balance owed to \(escape(shipper.name))</h3><table><thead><tr><th>Pallet type</th><th>Confirmed</th><th>Pending</th></tr></thead><tbody>"
+            for balance in participant.balances {
+                page += "<tr><td>\(escape(balance.code))</td><td class=\"n\">\(balance.confirmed)</td><td class=\"n\">\(balance.pending)</td></tr>"
+            }
+            page += "</tbody></table>"
+            let current = participant.current
+            let previous = participant.previous
+            page += """
+                <h3>This period against the previous one</h3>
+                <table><thead><tr><th>Indicator</th><th>This period</th><th>Previous period</th></tr></thead><tbody>
+                <tr><td>Pallets issued</td><td class="n">\(current?.issued ?? 0)</td><td class="n">\(previous?.issued ?? 0)</td></tr>
+                <tr><td>Pallets returned</td><td class="n">\(current?.returned ?? 0)</td><td class="n">\(previous?.returned ?? 0)</td></tr>
+                <tr><td>Restitution rate</td><td class="n">\(percent(current?.measure(.restitutionRate)))</td><td class="n">\(percent(previous?.measure(.restitutionRate)))</td></tr>
+                <tr><td>Loss rate</td><td class="n">\(percent(current?.measure(.lossRate)))</td><td class="n">\(percent(previous?.measure(.lossRate)))</td></tr>
+                <tr><td>Rotation (days, average)</td><td class="n">\(current?.measure(.rotationAverageDays).map { String(format: "%.1f", $0) } ?? "n/a")</td><td class="n">\(previous?.measure(.rotationAverageDays).map { String(format: "%.1f", $0) } ?? "n/a")</td></tr>
+                <tr><td>Declared within 24 h</td><td class="n">\(percent(current?.measure(.declaredWithin24hShare)))</td><td class="n">\(percent(previous?.measure(.declaredWithin24hShare)))</td></tr>
+                </tbody></table>
+                """
+            let months = participant.months.sorted { $0.key < $1.key }
+            page += Chart.line(title: "Restitution rate by month (%)",
+                               points: months.map { (String(Instant.date(ofDay: $0.key).prefix(7)), ($0.value.measure(.restitutionRate) ?? 0) * 100) })
+            page += Chart.line(title: "Pallets out at month end",
+                               points: months.map { (String(Instant.date(ofDay: $0.key).prefix(7)), Double($0.value.outstanding)) })
+            page += Chart.bars(title: "Aging of pallets out today (pallets)",
+                               bars: zip(["0-30 days", "31-60", "61-90", "90+"], participant.aging).map { ($0, Double($1)) })
+            page += "<h3>Open discrepancies</h3>"
+            if participant.openDiscrepancies.isEmpty { page += "<p>None.</p>" } else {
+                page += "<table><thead><tr><th>Movement</th><th>Declared (qty / empties)</th><th>Contested (qty / empties)</th><th>Evidence</th><th>Note</th></tr></thead><tbody>"
+                for (discrepancy, movement) in participant.openDiscrepancies {
+                    let declared = movement.lines.map { "\($0.quantity) / \($0.exchangedQuantity)" }.joined(separator: "; ")
+                    let contested = discrepancy.counterLines.map { "\($0.quantity) / \($0.exchangedQuantity)" }.joined(separator: "; ")
+                    let evidence = discrepancy.evidence.map { $0.url.map { "<a href=\"\(escape($0))\">photo</a>" } ?? String($0.sha256.prefix(12)) } ?? ""
+                    page += "<tr><td>\(movement.kind.rawValue) \(escape(movement.eventTime.description))</td><td>\(declared)</td><td>\(contested)</td><td>\(evidence)</td><td>\(escape(discrepancy.note ?? ""))</td></tr>"
+                }
+                page += "</tbody></table>"
+            }
+            page += "<h3>Overdue pallet notes</h3>"
+            if participant.overdueNotes.isEmpty { page += "<p>None.</p>" } else {
+                page += "<table><thead><tr><th>Note</th><th>Due</th><th>Outstanding</th><th>Value</th></tr></thead><tbody>"
+                for (note, value) in participant.overdueNotes {
+                    page += "<tr><td>\(escape(note.serial ?? String(note.id.uuidString.prefix(8))))</td><td>\(note.dueDate)</td><td class=\"n\">\(note.outstanding)</td><td class=\"n\">\(value.map { String(format: "%.2f %@", Double($0) / 100, ecosystem.currency) } ?? "")</td></tr>"
+                }
+                page += "</tbody></table>"
+            }
+            page += "<h3>Charter compliance</h3>"
+            if participant.compliance.isEmpty { page += "<p>No evaluated clause yet.</p>" } else {
+                page += "<table><thead><tr><th>Clause</th><th>Measured</th><th>Target</th><th>Result</th></tr></thead><tbody>"
+                for item in participant.compliance {
+                    page += "<tr><td>\(item.clause.number). \(escape(item.clause.text))</td><td class=\"n\">\(item.measured.map { String(format: "%.3f", $0) } ?? "n/a")</td><td class=\"n\">\(item.clause.comparator?.rawValue ?? "") \(item.clause.target.map { String($0) } ?? "")</td><td class=\"\(item.result.rawValue)\">\(item.result.rawValue)</td></tr>"
+                }
+                page += "</tbody></table>"
+            }
+            page += "</section>"
+        }
+        page += "<section><h2>At this session</h2>"
+        page += "<h3>Minutes</h3><p>\(escape(session.minutes ?? "Not written yet."))</p>"
+        page += "<h3>Review</h3><table><tbody>"
+        page += "<tr><th>Inside our work</th><td>\(escape(session.reviewInside ?? ""))</td></tr>"
+        page += "<tr><th>In the relationship</th><td>\(escape(session.reviewRelationship ?? ""))</td></tr>"
+        page += "<tr><th>At the partner's</th><td>\(escape(session.reviewPartner ?? ""))</td></tr></tbody></table>"
+        page += "<h3>Actions agreed</h3>"
+        if actions.isEmpty { page += "<p>None yet.</p>" } else {
+            page += "<table><thead><tr><th>Action</th><th>Owner</th><th>Due</th><th>Status</th></tr></thead><tbody>"
+            for action in actions {
+                page += "<tr><td>\(escape(action.description))</td><td>\(escape(memberNames[action.owner] ?? "?"))</td><td>\(action.dueDate)</td><td>\(action.status)</td></tr>"
+            }
+            page += "</tbody></table>"
+        }
+        page += "<p class=\"meta\">Resolutions decided at this session: \(session.resolvedDiscrepancies.count).</p></section></body></html>\n"
+        return page
+    }
+}
+
+/// Small server-drawn SVG charts with axis labels and the data table beside them.
+enum Chart {
+    static func line(title: String, points: [(String, Double)]) -> String {
+        guard !points.isEmpty else { return "<p class=\"meta\">\(title): no data yet.</p>" }
+        let width = 560.0, height = 180.0, left = 48.0, bottom = 28.0
+        let maximum = max(points.map(\.1).max() ?? 1, 1)
+        let step = points.count > 1 ? (width - left - 10) / Double(points.count - 1) : 0
+        let coordinates = points.enumerated().map { index, point in
+            (left + Double(index) * step, height - bottom - (point.1 / maximum) * (height - bottom - 10))
+        }
+        var svg = "<figure><svg role=\"img\" aria-label=\"\(title)\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
+        svg += "<line x1=\"\(left)\" y1=\"10\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
+        svg += "<text x=\"4\" y=\"16\" font-size=\"11\">\(String(format: "%.0f", maximum))</text><text x=\"4\" y=\"\(height - bottom)\" font-size=\"11\">0</text>"
+        svg += "<polyline fill=\"none\" stroke=\"#1f6f8b\" stroke-width=\"2\" points=\"\(coordinates.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " "))\"/>"
+        for (index, point) in points.enumerated() where index % max(1, points.count / 6) == 0 || index == points.count - 1 {
+            svg += "<text x=\"\(String(format: "%.1f", coordinates[index].0 - 18))\" y=\"\(height - 8)\" font-size=\"10\">\(point.0)</text>"
+        }
+        svg += "</svg><figcaption>\(title)</figcaption></figure>"
+        svg += "<details><summary>Data</summary><table><tbody>" + points.map { "<tr><td>\($0.0)</td><td class=\"n\">\(String(format: "%.1f", $0.1))</td></tr>" }.joined() + "</tbody></table></details>"
+        return svg
+    }
+
+    static func bars(title: String, bars: [(String, Double)]) -> String {
+        let width = 560.0, height = 160.0, left = 48.0, bottom = 28.0
+        let maximum = max(bars.map(\.1).max() ?? 1, 1)
+        let slot = (width - left) / Double(max(bars.count, 1))
+        var svg = "<figure><svg role=\"img\" aria-label=\"\(title)\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
+        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
+        for (index, bar) in bars.enumerated() {
+            let barHeight = bar.1 / maximum * (height - bottom - 12)
+            let x = left + Double(index) * slot + slot * 0.15
+            svg += "<rect x=\"\(String(format: "%.1f", x))\" y=\"\(String(format: "%.1f", height - bottom - barHeight))\" width=\"\(String(format: "%.1f", slot * 0.7))\" height=\"\(String(format: "%.1f", barHeight))\" fill=\"#e07a1f\"/>"
+            svg += "<text x=\"\(String(format: "%.1f", x))\" y=\"\(height - 10)\" font-size=\"11\">\(bar.0): \(Int(bar.1))</text>"
+        }
+        svg += "</svg><figcaption>\(title)</figcaption></figure>"
+        return svg
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import HTTPTypes
+import PalletFlowCore
+import PalletFlowStore
+import PalletFlowWorker
+import Testing
+
+@Suite("Cooperation: prescription, charters, mediation")
+struct CooperationTests {
+    @Test("an invitation is single use and expires; accepting it moves the partner along the funnel")
+    func invitationAndFunnel() async throws {
+        try await withAPI { api, fixture, store in
+            let invited = try await api.post("\(fixture.base)/invitations", token: fixture.shipper.token,
+                                             json: ["name": "Nouveau Transport", "role": "carrier", "validDays": 7])
+            #expect(invited.status == .created, "\(invited.text)")
+            let code = try #require(invited.json["code"] as? String)
+            #expect(try await api.post("\(fixture.base)/invitations", token: fixture.carrier.token,
+                                       json: ["name": "X", "role": "carrier"]).status == .forbidden)
+            var funnel = try await api.get("\(fixture.base)/funnel", token: fixture.coordinator.token)
+            #expect((funnel.json["counts"] as? [String: Int])?["invited"] == 1)
+
+            let accepted = try await api.post("/v1/invitations/accept", token: nil, json: ["code": code])
+            #expect(accepted.status == .created, "\(accepted.text)")
+            let token = try #require(accepted.json["token"] as? String)
+            let memberID = try #require(accepted.json["memberId"] as? String)
+            #expect(try await api.get("/v1/me", token: token).json["role"] as? String == "carrier")
+            let again = try await api.post("/v1/invitations/accept", token: nil, json: ["code": code])
+            #expect(again.status == .notFound)
+
+            funnel = try await api.get("\(fixture.base)/funnel", token: fixture.shipper.token)
+            let entry = (funnel.json["entries"] as? [[String: Any]])?.first { $0["memberId"] as? String == memberID }
+            #expect(entry?["stage"] as? String == "joined")
+            // Its first declaration makes it active.
+            let declared = try await api.post("\(fixture.base)/movements", token: token, json: [
+                "kind": "pickup", "eventTime": hoursAgo(2), "from": ["partyId": fixture.shipper.id.lower],
+                "to": ["partyId": memberID], "lines": [["palletType": "EPAL1", "quantity": 5]],
+            ], key: "new-1")
+            #expect(declared.status == .created)
+            funnel = try await api.get("\(fixture.base)/funnel", token: fixture.shipper.token)
+            let active = (funnel.json["entries"] as? [[String: Any]])?.first { $0["memberId"] as? String == memberID }
+            #expect(active?["stage"] as? String == "active")
+            #expect(try await api.get("\(fixture.base)/funnel", token: fixture.carrier.token).status == .forbidden)
+            _ = store
+        }
+    }
+
+    @Test("a published charter is frozen, a signature binds its content hash, clauses are judged met or not met")
+    func charterLifecycle() async throws {
+        try await withAPI { api, fixture, store in
+            let draft = try await api.post("\(fixture.base)/charters", token: fixture.shipper.token, json: [
+                "title": "Charte palettes 2026",
+                "clauses": [
+                    ["number": 1, "text": "Restitution of at least 95% a month", "metric": "restitution_rate",
+                     "comparator": ">=", "target": 0.95, "period": "month", "roles": ["carrier"]],
+                    ["number": 2, "text": "Declare within 24 h", "metric": "declared_within_24h_share", "comparator": ">=",
+                     "target": 0.95, "period": "month"],
+                    ["number": 3, "text": "Exchange only grade B or better"],
+                ],
+            ])
+            #expect(draft.status == .created, "\(draft.text)")
+            let id = try #require(draft.json["id"] as? String)
+            // Partners do not see drafts, nor can they sign one.
+            #expect(try await api.get("\(fixture.base)/charters", token: fixture.carrier.token).items.isEmpty)
+            let published = try await api.post("\(fixture.base)/charters/\(id)/publish", token: fixture.shipper.token, json: [:] as [String: Any])
+            #expect(published.status == .ok, "\(published.text)")
+            let hash = try #require(published.json["contentHash"] as? String)
+            #expect(hash.count == 64)
+            // Frozen: even the database owner cannot change its clauses.
+            await #expect(throws: (any Error).self) {
+                try await store.client.query("UPDATE charter_clauses SET target = 0.5")
+            }
+            let wrongHash = try await api.post("\(fixture.base)/charters/\(id)/signatures", token: fixture.carrier.token,
+                                               json: ["contentHash": String(repeating: "0", count: 64)])
+            #expect(wrongHash.status == .unprocessableContent)
+            let signed = try await api.post("\(fixture.base)/charters/\(id)/signatures", token: fixture.carrier.token,
+                                            json: ["contentHash": hash])
+            #expect(signed.status == .ok, "\(signed.text)")
+            #expect((signed.json["signatures"] as? [[String: Any]])?.count == 1)
+            _ = try await api.post("\(fixture.base)/charters/\(id)/signatures", token: fixture.otherCarrier.token,
+                                   json: ["contentHash": hash])
+
+            // Last month: Carrier One issued 20, returned 19 (95%: met); Carrier Two issued 10, returned 5 (50%: not met).
+            let lastMonth = PeriodKind.month.start(of: PeriodKind.month.start(of: Instant.now().day) - 1)
+            let day = Instant.date(ofDay: lastMonth + 3)
+            func declare(_ token: String, _ body: [String: Any], _ key: String) async throws {
+                let response = try await api.post("\(fixture.base)/movements", token: token, json: body, key: key)
+                #expect(response.status == .created, "\(response.text)")
+            }
+            try await declare(fixture.carrier.token, ["kind": "pickup", "eventTime": "\(day)T08:00:00Z",
+                "from": ["partyId": fixture.shipper.id.lower], "to": ["partyId": fixture.carrier.id.lower],
+                "lines": [["palletType": "EPAL1", "quantity": 20, "exchangedQuantity": 15]]], "m1")
+            try await declare(fixture.carrier.token, ["kind": "return", "eventTime": "\(day)T16:00:00Z",
+                "from": ["partyId": fixture.carrier.id.lower], "to": ["partyId": fixture.shipper.id.lower],
+                "lines": [["palletType": "EPAL1", "quantity": 4]]], "m2")
+            try await declare(fixture.otherCarrier.token, ["kind": "pickup", "eventTime": "\(day)T09:00:00Z",
+                "from": ["partyId": fixture.shipper.id.lower], "to": ["partyId": fixture.otherCarrier.id.lower],
+                "lines": [["palletType": "EPAL1", "quantity": 10, "exchangedQuantity": 5]]], "m3")
+            try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
+            let evaluations = try await store.evaluateCharter(ecosystem: fixture.ecosystem, period: .month, startDay: lastMonth)
+            let restitution = evaluations.filter { $0.clause == 1 }
+            #expect(restitution.first { $0.member == fixture.carrier.id }?.result == .met)
+            #expect(restitution.first { $0.member == fixture.carrier.id }?.measured == 0.95)
+            #expect(restitution.first { $0.member == fixture.otherCarrier.id }?.result == .notMet)
+            #expect(restitution.first { $0.member == fixture.otherCarrier.id }?.measured == 0.5)
+            // Clause 3 is prose only: never evaluated.
+            #expect(!evaluations.contains { $0.clause == 3 })
+            let own = try await api.get("\(fixture.base)/compliance", token: fixture.carrier.token)
+            #expect(!own.items.isEmpty && own.items.allSatisfy { $0["memberId"] as? String == fixture.carrier.id.lower })
+
+            // A new version asks for re-signing: the old signature does not carry over.
+            let second = try await api.post("\(fixture.base)/charters", token: fixture.shipper.token, json: [
+                "title": "Charte palettes 2026 v2", "clauses": [["number": 1, "text": "Return empties within 30 days"]],
+            ])
+            let secondID = try #require(second.json["id"] as? String)
+            let secondPublished = try await api.post("\(fixture.base)/charters/\(secondID)/publish", token: fixture.shipper.token,
+                                                     json: [:] as [String: Any])
+            #expect((secondPublished.json["signatures"] as? [[String: Any]])?.isEmpty == true)
+            #expect(secondPublished.json["contentHash"] as? String != hash)
+        }
+    }
+
+    @Test("a mediation session from opening to closed: report from the facts, resolution posts a correction, actions carried over")
+    func mediationSession() async throws {
+        try await withAPI { api, fixture, store in
+            // Facts: a pickup and a delivery contested by the customer.
+            _ = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
+                "kind": "pickup", "eventTime": hoursAgo(48), "from": ["partyId": fixture.shipper.id.lower],
+                "to": ["partyId": fixture.carrier.id.lower], "lines": [["palletType": "EPAL1", "quantity": 30, "exchangedQuantity": 22]],
+            ], key: "f1")
+            let delivery = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
+                "kind": "delivery", "eventTime": hoursAgo(30), "from": ["partyId": fixture.carrier.id.lower],
+                "to": ["partyId": fixture.customer.id.lower], "lines": [["palletType": "EPAL1", "quantity": 30, "exchangedQuantity": 20]],
+            ], key: "f2")
+            let deliveryID = try #require(delivery.json["id"] as? String)
+            let contest = try await api.post("\(fixture.base)/movements/\(deliveryID)/contest", token: fixture.customer.token, json: [
+                "lines": [["lineNo": 0, "quantity": 30, "exchangedQuantity": 26]], "note": "26 empties handed back",
+            ])
+            #expect(contest.status == .created)
+            try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
+
+            let today = Instant.now().day
+            let periodStart = Instant.date(ofDay: PeriodKind.month.start(of: today))
+            let periodEnd = Instant.date(ofDay: PeriodKind.month.end(startingAt: PeriodKind.month.start(of: today)))
+            func open(_ title: String) async throws -> String {
+                let created = try await api.post("\(fixture.base)/sessions", token: fixture.coordinator.token, json: [
+                    "title": title, "scheduledAt": hoursAgo(-24), "periodStart": periodStart, "periodEnd": periodEnd,
+                    "agenda": "Balances, the contested delivery, next steps",
+                    "participantIds": [fixture.shipper.id.lower, fixture.carrier.id.lower, fixture.customer.id.lower],
+                ])
+                #expect(created.status == .created, "\(created.text)")
+                return try #require(created.json["id"] as? String)
+            }
+            #expect(try await api.post("\(fixture.base)/sessions", token: fixture.carrier.token, json: [
+                "title": "x", "scheduledAt": hoursAgo(0), "periodStart": periodStart, "periodEnd": periodEnd, "participantIds": [],
+            ]).status == .forbidden)
+            let first = try await open("Médiation de novembre")
+            let base = "\(fixture.base)/sessions/\(first)"
+
+            // The report's numbers are the ledger's: the carrier owes 30 - 22 = 8 (pending), one open discrepancy.
+            let report = try await api.get("\(base)/report", token: fixture.coordinator.token)
+            #expect(report.status == .ok, "\(report.text)")
+            let carrier = try #require((report.json["participants"] as? [[String: Any]])?.first { $0["memberId"] as? String == fixture.carrier.id.lower })
+            let balance = (carrier["balances"] as? [[String: Any]])?.first
+            #expect(balance?["palletType"] as? String == "EPAL1")
+            #expect(balance?["pending"] as? Int == 8)
+            #expect(carrier["openDiscrepancies"] as? Int == 1)
+            #expect(carrier["issued"] as? Int == 30)
+            #expect(carrier["returned"] as? Int == 22)
+            let html = try await api.request(.get, "\(base)/report", token: fixture.coordinator.token, headers: ["Accept": "text/html"])
+            #expect(html.status == .ok)
+            #expect(html.text.contains("<svg"))
+            #expect(html.text.contains("Médiation de novembre"))
+            #expect(html.text.contains("26 empties handed back"))
+            let csv = try await api.request(.get, "\(base)/report", token: fixture.shipper.token, headers: ["Accept": "text/csv"])
+            #expect(csv.text.contains("Carrier One,carrier"))
+            // Another carrier is not a participant: 404.
+            #expect(try await api.get("\(base)/report", token: fixture.otherCarrier.token).status == .notFound)
+
+            // At the session: the agreed figure (24 empties) posts a reversal and a correction.
+            let resolved = try await api.post("\(base)/resolutions", token: fixture.coordinator.token, json: [
+                "movementId": deliveryID, "accept": "agreed", "lines": [["lineNo": 0, "quantity": 30, "exchangedQuantity": 24]],
+            ])
+            #expect(resolved.status == .ok, "\(resolved.text)")
+            #expect(resolved.json["correctionMovementId"] != nil)
+            let customerOwes = try await api.get("\(fixture.base)/balances?party=\(fixture.customer.id.lower)", token: fixture.shipper.token)
+            #expect(customerOwes.items.first { $0["counterpartyId"] as? String == fixture.carrier.id.lower }?["balance"] as? Int == 6)
+            #expect(try await store.verifyLedger(ecosystem: fixture.ecosystem).holds)
+
+            let action = try await api.post("\(base)/actions", token: fixture.coordinator.token, json: [
+                "description": "Count empties at the dock with both drivers", "ownerId": fixture.customer.id.lower,
+                "dueDate": Instant.date(ofDay: today + 14),
+            ])
+            #expect(action.status == .created)
+            let updated = try await api.request(.patch, base, token: fixture.coordinator.token, json: [
+                "state": "held", "minutes": "Agreed on 24 empties.", "reviewInside": "We counted late.",
+                "reviewRelationship": "Open and factual.", "reviewPartner": "The dock now counts with the driver.",
+            ])
+            #expect(updated.status == .ok, "\(updated.text)")
+            #expect(updated.json["state"] as? String == "held")
+            let closed = try await api.request(.patch, base, token: fixture.coordinator.token, json: ["state": "closed"])
+            #expect(closed.json["state"] as? String == "closed")
+            let back = try await api.request(.patch, base, token: fixture.coordinator.token, json: ["state": "planned"])
+            #expect(back.status == .conflict || back.status == .unprocessableContent)
+
+            // The next session's report follows the action up.
+            let second = try await open("Médiation de décembre")
+            let next = try await api.get("\(fixture.base)/sessions/\(second)/report", token: fixture.coordinator.token)
+            let carried = try #require((next.json["previousActions"] as? [[String: Any]])?.first)
+            #expect(carried["description"] as? String == "Count empties at the dock with both drivers")
+            #expect(carried["status"] as? String == "open")
+            // The owner marks it done; the report shows it.
+            let actionID = try #require(action.json["id"] as? String)
+            let done = try await api.request(.patch, "\(base)/actions/\(actionID)", token: fixture.customer.token, json: ["status": "done"])
+            #expect(done.status == .ok)
+            let after = try await api.get("\(fixture.base)/sessions/\(second)/report", token: fixture.coordinator.token)
+            #expect((after.json["previousActions"] as? [[String: Any]])?.first?["status"] as? String == "done")
+        }
+    }
+}

@@ -111,6 +111,7 @@ public enum DemoEcosystem {
                 _ = try await store.addPalletType(ecosystem: ecosystemID, type, by: created.shipper.id)
             }
             try await DemoHistory.seed(store, ecosystem: ecosystemID)
+            try await DemoCooperation.seed(store, ecosystem: ecosystemID)
         }
         try await store.revokeTokens(ecosystem: ecosystemID, named: "demo")
         var organisations: [Organisation] = []

@@ -80,7 +80,7 @@ let package = Package(
         // The demo ecosystem: a shipper's network seeded with a year of plausible facts.
         .target(
             name: "PalletFlowDemo",
-            dependencies: ["PalletFlowCore", "PalletFlowStore"],
+            dependencies: ["PalletFlowCore", "PalletFlowStore", "PalletFlowWorker"],
             swiftSettings: swiftSettings
         ),
         // Background jobs: indicators, alerts, schedules.

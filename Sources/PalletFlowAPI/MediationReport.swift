@@ -43,10 +43,12 @@ struct MediationReport: Sendable {
         let funnel = try await store.funnel(ecosystem: id)
         let charters = try await store.charters(ecosystem: id)
         let evaluations = try await store.clauseEvaluations(ecosystem: id, member: nil)
+        // The previous period: as many months (or days) just before this one.
         let length = session.periodEndDay - session.periodStartDay
+        let previousStart = PeriodKind.month.start(of: session.periodStartDay) == session.periodStartDay
+            ? PeriodKind.month.start(of: session.periodStartDay - max(1, length - 3)) : session.periodStartDay - length
         let thisPeriod = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay, endDay: session.periodEndDay)
-        let previous = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay - length,
-                                                   endDay: session.periodStartDay)
+        let previous = try await store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay)
         let trend = try await store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366, endDay: session.periodEndDay)
         let balances = try await store.balances(ecosystem: id, classes: [.owed], party: nil, asOf: nil)
         let notes = try await store.palletNotes(ecosystem: id, party: nil)

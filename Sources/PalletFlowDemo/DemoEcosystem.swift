@@ -1,6 +1,7 @@
 import Foundation
 import PalletFlowCore
 import PalletFlowStore
+import PalletFlowWorker
 
 /// The demo: a French dairy shipper's pallet network with its carriers, warehouses,
 /// suppliers, consignees and a coordinator, so a new user sees a living system at once.
@@ -112,6 +113,13 @@ public enum DemoEcosystem {
             }
             try await DemoHistory.seed(store, ecosystem: ecosystemID)
             try await DemoCooperation.seed(store, ecosystem: ecosystemID)
+            // Indicators and charter compliance at once, whether a worker runs or not.
+            try await IndicatorEngine(store: store).recompute(ecosystem: ecosystemID)
+            let today = Instant.now().day
+            let lastMonth = PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1)
+            for month in [PeriodKind.month.start(of: lastMonth - 1), lastMonth] {
+                try await store.evaluateCharter(ecosystem: ecosystemID, period: .month, startDay: month)
+            }
         }
         try await store.revokeTokens(ecosystem: ecosystemID, named: "demo")
         var organisations: [Organisation] = []

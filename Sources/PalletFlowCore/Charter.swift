@@ -117,6 +117,7 @@ public enum FunnelStage: String, Sendable, CaseIterable, Codable {
     case invited
     case joined
     case charterSigned = "charter_signed"
+    case kitCompleted = "kit_completed"
     case firstDeclaration = "first_declaration"
     case active
     case dormant
@@ -124,12 +125,13 @@ public enum FunnelStage: String, Sendable, CaseIterable, Codable {
     /// The furthest stage reached, from the facts. Active = declared in the last 30 days;
     /// dormant = declared once, but not in the last 30 days.
     public static func of(joined: Bool, signedCurrentCharter: Bool, firstDeclarationDay: Int?, lastDeclarationDay: Int?,
-                          today: Int) -> FunnelStage {
+                          today: Int, kitCompleted: Bool = false) -> FunnelStage {
         guard joined else { return .invited }
         if let last = lastDeclarationDay {
             return today - last <= 30 ? .active : .dormant
         }
         if firstDeclarationDay != nil { return .firstDeclaration }
+        if kitCompleted { return .kitCompleted }
         return signedCurrentCharter ? .charterSigned : .joined
     }
 }

@@ -124,6 +124,10 @@ extension Store {
     /// Who is where in the funnel, and since when.
     public func funnel(ecosystem: UUID, today: Int = Instant.now().day) async throws -> [FunnelEntry] {
         var entries: [FunnelEntry] = []
+        var kitsDone: [UUID: Bool] = [:]
+        for assignment in try await kitAssignments(ecosystem: ecosystem, member: nil) {
+            kitsDone[assignment.member] = (kitsDone[assignment.member] ?? true) && assignment.completed
+        }
         for try await (id, name, role, created) in try await client.query("""
             SELECT id, organisation_name, role::text, created_at FROM invitations
             WHERE ecosystem_id = \(ecosystem) AND accepted_at IS NULL AND expires_at > now()
@@ -147,10 +151,11 @@ extension Store {
             let (id, name, role, joined, signed, first, last) = try row.decode((UUID, String, String, Date, Date?, Date?, Date?).self)
             let stage = FunnelStage.of(joined: true, signedCurrentCharter: signed != nil,
                                        firstDeclarationDay: first.map { Instant($0).day },
-                                       lastDeclarationDay: last.map { Instant($0).day }, today: today)
+                                       lastDeclarationDay: last.map { Instant($0).day }, today: today,
+                                       kitCompleted: kitsDone[id] ?? false)
             let since: Date = switch stage {
             case .invited, .joined: joined
-            case .charterSigned: signed ?? joined
+            case .charterSigned, .kitCompleted: signed ?? joined
             case .firstDeclaration: first ?? joined
             case .active: first ?? joined
             case .dormant: last ?? joined

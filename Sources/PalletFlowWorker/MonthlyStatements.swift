@@ -3,7 +3,8 @@ import PalletFlowCore
 import PalletFlowStore
 
 /// Issues each partner's statement of its account with the shipper for a closed month
-/// (relevé de compte): the figures a partner then acknowledges or contests.
+/// (relevé de compte), which a partner acknowledges or contests, and its statement after the
+/// work (work done, pallets recovered, losses avoided, disputes closed).
 public struct MonthlyStatements: Sendable {
     public let store: Store
     public init(store: Store) { self.store = store }
@@ -22,6 +23,9 @@ public struct MonthlyStatements: Sendable {
                                                       from: start, until: until)
             if try await store.recordIssuedStatement(ecosystem: ecosystem, statement) { issued += 1 }
         }
+        // The statement after the work reads the month's indicators: bring them up to date first.
+        try await IndicatorEngine(store: store).update(ecosystem: ecosystem)
+        try await store.issueWorkStatements(ecosystem: ecosystem, shipper: settings.shipper, startDay: start.day, endDay: end)
         return issued
     }
 }

@@ -217,3 +217,106 @@ struct CooperationTests {
         }
     }
 }
+
+@Suite("Cooperation kits and the statement after the work")
+struct KitsAndWorkStatementsTests {
+    @Test("kit items tied to facts complete themselves; a completed kit moves the funnel; checklist ticked by the partner")
+    func kitProgress() async throws {
+        try await withAPI { api, fixture, store in
+            let kit = try await api.post("\(fixture.base)/kits", token: fixture.shipper.token, json: [
+                "name": "Kit transporteur", "items": [
+                    ["number": 1, "kind": "charter", "title": "Sign the charter", "fact": "charter_signed"],
+                    ["number": 2, "kind": "training", "title": "Dock counting training", "scheduledAt": "2026-12-03T09:00:00Z"],
+                    ["number": 3, "kind": "checklist", "title": "Connect your TMS to the API"],
+                    ["number": 4, "kind": "document", "title": "Guide", "url": "https://example.org/guide.pdf"],
+                ],
+            ])
+            #expect(kit.status == .created, "\(kit.text)")
+            let kitID = try #require(kit.json["id"] as? String)
+            let assigned = try await api.post("\(fixture.base)/kits/\(kitID)/assignments", token: fixture.shipper.token,
+                                              json: ["memberId": fixture.carrier.id.lower])
+            #expect(assigned.status == .created, "\(assigned.text)")
+            let assignment = try #require(assigned.json["id"] as? String)
+            #expect(assigned.json["completed"] as? Bool == false)
+
+            // The charter signature completes item 1 by itself.
+            let charter = try await api.post("\(fixture.base)/charters", token: fixture.shipper.token,
+                                             json: ["title": "C", "clauses": [["number": 1, "text": "Be fair"]]])
+            let charterID = try #require(charter.json["id"] as? String)
+            let published = try await api.post("\(fixture.base)/charters/\(charterID)/publish", token: fixture.shipper.token,
+                                               json: [:] as [String: Any])
+            _ = try await api.post("\(fixture.base)/charters/\(charterID)/signatures", token: fixture.carrier.token,
+                                   json: ["contentHash": published.json["contentHash"] as? String ?? ""])
+            var mine = try await api.get("\(fixture.base)/kit-assignments", token: fixture.carrier.token)
+            var items = mine.items.first?["items"] as? [[String: Any]] ?? []
+            #expect(items.first { ($0["item"] as? [String: Any])?["number"] as? Int == 1 }?["byFact"] as? Bool == true)
+
+            // The partner ticks its checklist item but not the training; the coordinator records attendance.
+            let tick = try await api.request(.put, "\(fixture.base)/kit-assignments/\(assignment)/items/3", token: fixture.carrier.token,
+                                             json: ["done": true])
+            #expect(tick.status == .ok, "\(tick.text)")
+            #expect(try await api.request(.put, "\(fixture.base)/kit-assignments/\(assignment)/items/2", token: fixture.carrier.token,
+                                          json: ["done": true]).status == .forbidden)
+            _ = try await api.request(.put, "\(fixture.base)/kit-assignments/\(assignment)/items/2", token: fixture.coordinator.token,
+                                      json: ["done": true, "attended": true])
+            _ = try await api.request(.put, "\(fixture.base)/kit-assignments/\(assignment)/items/4", token: fixture.shipper.token,
+                                      json: ["done": true])
+            mine = try await api.get("\(fixture.base)/kit-assignments", token: fixture.carrier.token)
+            #expect(mine.items.first?["completed"] as? Bool == true)
+            items = mine.items.first?["items"] as? [[String: Any]] ?? []
+            #expect(items.first { ($0["item"] as? [String: Any])?["number"] as? Int == 2 }?["attended"] as? Bool == true)
+            let funnel = try await api.get("\(fixture.base)/funnel", token: fixture.shipper.token)
+            let stage = (funnel.json["entries"] as? [[String: Any]])?.first { $0["memberId"] as? String == fixture.carrier.id.lower }
+            #expect(stage?["stage"] as? String == "kit_completed")
+            // Another carrier sees no assignment of this one.
+            #expect(try await api.get("\(fixture.base)/kit-assignments", token: fixture.otherCarrier.token).items.isEmpty)
+            _ = store
+        }
+    }
+
+    @Test("the statement after the work counts the month's work and the losses avoided; the partner acknowledges it")
+    func workStatement() async throws {
+        try await withAPI { api, fixture, store in
+            // Two months: October lost 4 pallets (4 x 15.00), November lost 1: 45.00 of losses avoided.
+            func declare(_ body: [String: Any], _ key: String) async throws {
+                let response = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: body, key: key)
+                #expect(response.status == .created, "\(response.text)")
+            }
+            let shipper = ["partyId": fixture.shipper.id.lower]
+            let carrier = ["partyId": fixture.carrier.id.lower]
+            try await declare(["kind": "pickup", "eventTime": "2026-10-05T08:00:00Z", "from": shipper, "to": carrier,
+                               "lines": [["palletType": "EPAL1", "quantity": 30, "exchangedQuantity": 20]]], "o1")
+            try await declare(["kind": "loss", "eventTime": "2026-10-20T08:00:00Z", "from": carrier, "to": shipper,
+                               "lines": [["palletType": "EPAL1", "quantity": 4]]], "o2")
+            try await declare(["kind": "return", "eventTime": "2026-11-03T08:00:00Z", "from": carrier, "to": shipper,
+                               "lines": [["palletType": "EPAL1", "quantity": 5]]], "n1")
+            try await declare(["kind": "loss", "eventTime": "2026-11-10T08:00:00Z", "from": carrier, "to": shipper,
+                               "lines": [["palletType": "EPAL1", "quantity": 1]]], "n2")
+            try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
+            let november = try #require(Instant.parse("2026-11-01T00:00:00Z")).day
+            let issued = try await store.issueWorkStatements(ecosystem: fixture.ecosystem, shipper: fixture.shipper.id,
+                                                             startDay: november, endDay: november + 30)
+            #expect(issued >= 1)
+            #expect(try await store.issueWorkStatements(ecosystem: fixture.ecosystem, shipper: fixture.shipper.id,
+                                                        startDay: november, endDay: november + 30) == 0)
+            let mine = try await api.get("\(fixture.base)/work-statements", token: fixture.carrier.token)
+            let statement = try #require(mine.items.first)
+            #expect(mine.items.allSatisfy { $0["memberId"] as? String == fixture.carrier.id.lower })
+            #expect(statement["movementsHandled"] as? Int == 2)
+            #expect(statement["palletsRecovered"] as? Int == 5)
+            #expect(statement["losses"] as? Int == 1)
+            #expect(statement["lossesValueMinor"] as? Int == 1_500)
+            #expect(statement["previousLossesValueMinor"] as? Int == 6_000)
+            #expect(statement["lossesAvoidedMinor"] as? Int == 4_500)
+            let id = try #require(statement["id"] as? String)
+            #expect(try await api.post("\(fixture.base)/work-statements/\(id)/answer", token: fixture.shipper.token,
+                                       json: ["answer": "acknowledged"]).status == .forbidden)
+            let answered = try await api.post("\(fixture.base)/work-statements/\(id)/answer", token: fixture.carrier.token,
+                                              json: ["answer": "answered", "comment": "The November loss was at the consignee's dock."])
+            #expect(answered.status == .ok, "\(answered.text)")
+            #expect(answered.json["answer"] as? String == "answered")
+            #expect(try await api.get("\(fixture.base)/work-statements", token: fixture.otherCarrier.token).items
+                .allSatisfy { $0["memberId"] as? String != fixture.carrier.id.lower })
+        }
+    }
+}

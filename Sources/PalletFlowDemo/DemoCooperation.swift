@@ -29,6 +29,26 @@ enum DemoCooperation {
         }
         _ = try await store.createInvitation(ecosystem: ecosystem, name: "Transports Bretagne Sud", pgln: nil, role: .carrier,
                                              validDays: 14, by: shipper.id)
+        // The carrier kit, given to every carrier; the newest ones are still working through it.
+        let kit = try await store.createKit(ecosystem: ecosystem, name: "Kit de coopération transporteur", items: [
+            KitItem(number: 1, kind: "charter", title: "Sign the commitment charter", fact: "charter_signed"),
+            KitItem(number: 2, kind: "document", title: "Pallet exchange guide for drivers", url: "https://example.org/guide-palettes.pdf"),
+            KitItem(number: 3, kind: "meeting", title: "Information meeting at the Saumur plant",
+                    scheduledAt: Date().addingTimeInterval(-20 * 86_400)),
+            KitItem(number: 4, kind: "training", title: "Dock counting and grading training",
+                    scheduledAt: Date().addingTimeInterval(9 * 86_400)),
+            KitItem(number: 5, kind: "contact", title: "Your pallet contact: Claire, +33 2 41 00 00 00"),
+            KitItem(number: 6, kind: "checklist", title: "Connect your TMS to the PalletFlow API", fact: "first_declaration"),
+            KitItem(number: 7, kind: "checklist", title: "Acknowledge your first monthly statement", fact: "first_statement_acknowledged"),
+        ], by: shipper.id)
+        for (index, carrier) in carriers.enumerated() {
+            let assignment = try await store.assignKit(ecosystem: ecosystem, template: kit, member: carrier.id, by: shipper.id)
+            let done = index < 4 ? [2, 3, 4, 5] : index < 7 ? [2, 3, 5] : [2]
+            for item in done {
+                try await store.recordKitProgress(ecosystem: ecosystem, assignment: assignment, item: item, done: true,
+                                                  attended: item == 3 || item == 4 ? true : nil, note: nil, by: coordinator.id)
+            }
+        }
         let today = Instant.now().day
         let thisMonth = PeriodKind.month.start(of: today)
         let lastMonth = PeriodKind.month.start(of: thisMonth - 1)

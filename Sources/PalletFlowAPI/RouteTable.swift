@@ -14,14 +14,21 @@ final class RouteTable: Sendable {
         routes.withLock { $0.append((segments, method)) }
     }
 
-    /// Methods served at this concrete path; empty when the path is unknown.
+    /// Methods served at this concrete path; empty when the path is unknown. A literal
+    /// segment beats a parameter, as in the router: `/movements/batch` is not
+    /// `/movements/{movementId}`.
     func methods(at path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/")
         return routes.withLock { routes in
-            routes.filter { route in
+            let matching = routes.filter { route in
                 route.segments.count == segments.count
                     && zip(route.segments, segments).allSatisfy { $0.first == "{" || $0.first == ":" || $0 == $1 }
-            }.map(\.method)
+            }
+            func literals(_ route: (segments: [Substring], method: HTTPRequest.Method)) -> [Bool] {
+                route.segments.map { $0.first != "{" && $0.first != ":" }
+            }
+            guard let best = matching.map(literals).max(by: { $0.lexicographicallyPrecedes($1) { !$0 && $1 } }) else { return [] }
+            return matching.filter { literals($0) == best }.map(\.method)
         }
     }
 }

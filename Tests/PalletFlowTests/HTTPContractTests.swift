@@ -50,6 +50,10 @@ struct HTTPContractTests {
             #expect(wrong.status == .methodNotAllowed)
             #expect(wrong.headers[.allow]?.contains("GET") == true)
             #expect(wrong.headers[.allow]?.contains("POST") == true)
+            // A literal segment is not a parameter: /movements/batch only takes POST.
+            let batch = try await api.request(.get, "\(fixture.base)/movements/batch", token: fixture.shipper.token)
+            #expect(batch.status == .methodNotAllowed)
+            #expect(batch.headers[.allow] == "POST")
         }
     }
 

@@ -89,6 +89,19 @@ public struct PeriodTotals: Sendable, Hashable {
 
     public init() {}
 
+    public init(issued: Int64, returned: Int64, outstanding: Int64, losses: Int64, declarations: Int64,
+                declaredWithin24h: Int64, contested: Int64, rotationWeighted: Double, rotationPallets: Int64) {
+        self.issued = issued
+        self.returned = returned
+        self.outstanding = outstanding
+        self.losses = losses
+        self.declarations = declarations
+        self.declaredWithin24h = declaredWithin24h
+        self.contested = contested
+        self.rotationWeighted = rotationWeighted
+        self.rotationPallets = rotationPallets
+    }
+
     public func measure(_ metric: CharterMetric) -> Double? {
         switch metric {
         case .restitutionRate: issued > 0 ? Double(returned) / Double(issued) : nil

@@ -275,18 +275,10 @@ extension Store {
             """, logger: logger) {
             let (partner, issued, returned, outstanding, losses, declarations, within, contested, rotation, rotationPallets) =
                 try row.decode((UUID, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Double, Int64).self)
-            var totals = PeriodTotals()
-            totals.issued = issued
-            totals.returned = returned
-            totals.outstanding = outstanding
-            totals.losses = losses
-            // Declarations are per movement and repeated on each pallet type's row: take one.
-            totals.declarations = declarations
-            totals.declaredWithin24h = within
-            totals.contested = contested
-            totals.rotationWeighted = rotation
-            totals.rotationPallets = rotationPallets
-            result[partner] = totals
+            // Declarations are per movement and repeated on each pallet type's row: the SQL takes one.
+            result[partner] = PeriodTotals(issued: issued, returned: returned, outstanding: outstanding, losses: losses,
+                                           declarations: declarations, declaredWithin24h: within, contested: contested,
+                                           rotationWeighted: rotation, rotationPallets: rotationPallets)
         }
         return result
     }

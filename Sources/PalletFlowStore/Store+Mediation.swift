@@ -137,27 +137,17 @@ extension Store {
                    sum(declared_losses + presumed_losses + scrapped)::int8, max(declarations)::int8,
                    max(declared_within_24h)::int8, max(contested)::int8,
                    coalesce(sum(rotation_average_days * (spot_returned + later_returned)), 0)::float8,
-                   coalesce(sum(spot_returned + later_returned) FILTER (WHERE rotation_average_days IS NOT NULL), 0)::int8,
-                   sum(aging_0_30)::int8, sum(aging_31_60)::int8, sum(aging_61_90)::int8, sum(aging_90_plus)::int8
+                   coalesce(sum(spot_returned + later_returned) FILTER (WHERE rotation_average_days IS NOT NULL), 0)::int8
             FROM indicators
             WHERE ecosystem_id = \(ecosystem) AND period = 'month'
               AND period_start >= date '1970-01-01' + \(Int32(startDay)) AND period_start < date '1970-01-01' + \(Int32(endDay))
             GROUP BY 1, 2
             """, logger: logger) {
-            let (partner, day, issued, returned, outstanding, losses, declarations, within, contested, rotation, rotationPallets,
-                 _, _, _, _) = try row.decode((UUID, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Double, Int64,
-                                               Int64, Int64, Int64, Int64).self)
-            var totals = PeriodTotals()
-            totals.issued = issued
-            totals.returned = returned
-            totals.outstanding = outstanding
-            totals.losses = losses
-            totals.declarations = declarations
-            totals.declaredWithin24h = within
-            totals.contested = contested
-            totals.rotationWeighted = rotation
-            totals.rotationPallets = rotationPallets
-            result[partner, default: [:]][Int(day)] = totals
+            let (partner, day, issued, returned, outstanding, losses, declarations, within, contested, rotation, rotationPallets) =
+                try row.decode((UUID, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64, Double, Int64).self)
+            result[partner, default: [:]][Int(day)] = PeriodTotals(
+                issued: issued, returned: returned, outstanding: outstanding, losses: losses, declarations: declarations,
+                declaredWithin24h: within, contested: contested, rotationWeighted: rotation, rotationPallets: rotationPallets)
         }
         return result
     }

@@ -14,6 +14,11 @@ public enum CharterMetric: String, Sendable, CaseIterable, Codable {
     case rotationAverageDays = "rotation_average_days"
     /// (declared + presumed losses + scrapped) / issued.
     case lossRate = "loss_rate"
+    /// Share of the declarations awaiting the partner's answer that it confirmed or
+    /// contested within 48 hours of their recording.
+    case answeredWithin48hShare = "answered_within_48h_share"
+    /// Share of the empties the partner handed over on the spot that were grade B or better.
+    case exchangedGradeBOrBetterShare = "exchanged_grade_b_or_better_share"
 }
 
 public enum ClauseComparator: String, Sendable, CaseIterable, Codable {
@@ -86,6 +91,12 @@ public struct PeriodTotals: Sendable, Hashable {
     /// Sum of (average rotation x pallets returned), to weigh the average by pallets.
     public var rotationWeighted: Double = 0
     public var rotationPallets: Int64 = 0
+    /// Declarations the partner had to answer, and those it answered within 48 h.
+    public var answersDue: Int64 = 0
+    public var answeredWithin48h: Int64 = 0
+    /// Empties the partner handed over on the spot, and those of grade B or better.
+    public var exchangedHandedOver: Int64 = 0
+    public var exchangedBOrBetter: Int64 = 0
 
     public init() {}
 
@@ -110,6 +121,8 @@ public struct PeriodTotals: Sendable, Hashable {
         case .outstanding: Double(outstanding)
         case .rotationAverageDays: rotationPallets > 0 ? rotationWeighted / Double(rotationPallets) : nil
         case .lossRate: issued > 0 ? Double(losses) / Double(issued) : nil
+        case .answeredWithin48hShare: answersDue > 0 ? Double(answeredWithin48h) / Double(answersDue) : nil
+        case .exchangedGradeBOrBetterShare: exchangedHandedOver > 0 ? Double(exchangedBOrBetter) / Double(exchangedHandedOver) : nil
         }
     }
 }

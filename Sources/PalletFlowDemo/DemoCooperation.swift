@@ -18,8 +18,11 @@ enum DemoCooperation {
                           comparator: .atLeast, target: 0.95, period: .month, roles: [.carrier]),
             CharterClause(number: 3, text: "Empties come back within 30 days on average.", metric: .rotationAverageDays,
                           comparator: .atMost, target: 30, period: .month, roles: [.carrier]),
-            CharterClause(number: 4, text: "A contested declaration is answered within 48 hours."),
-            CharterClause(number: 5, text: "Only pallets of grade B or better are exchanged at the dock."),
+            CharterClause(number: 4, text: "Declarations awaiting our answer are confirmed or contested within 48 hours.",
+                          metric: .answeredWithin48hShare, comparator: .atLeast, target: 0.9, period: .month),
+            CharterClause(number: 5, text: "Only pallets of grade B or better are exchanged at the dock.",
+                          metric: .exchangedGradeBOrBetterShare, comparator: .atLeast, target: 1, period: .month),
+            CharterClause(number: 6, text: "Balances are settled every quarter in a mediation session."),
         ], by: shipper.id)
         let published = try await store.publishCharter(ecosystem: ecosystem, version: charter, by: shipper.id)
         let signers = Array(carriers.prefix(carriers.count - 2)) + members.filter { $0.role == .warehouse || $0.role == .supplier }

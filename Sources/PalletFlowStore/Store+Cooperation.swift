@@ -283,13 +283,55 @@ extension Store {
         return result
     }
 
+    /// Facts the clauses read from the ledger directly rather than from the indicators:
+    /// answers to declarations within 48 h, and the grade of empties handed over.
+    public func conductTotals(ecosystem: UUID, startDay: Int, endDay: Int) async throws
+        -> [UUID: (due: Int64, answered: Int64, handedOver: Int64, bOrBetter: Int64)]
+    {
+        var result: [UUID: (due: Int64, answered: Int64, handedOver: Int64, bOrBetter: Int64)] = [:]
+        let start = Int32(startDay)
+        let end = Int32(endDay)
+        for try await (partner, due, answered) in try await client.query("""
+            SELECT m.counterparty_id, count(*)::int8,
+                   count(*) FILTER (WHERE (m.confirmed_by = m.counterparty_id AND m.confirmed_at <= m.record_time + interval '48 hours')
+                       OR EXISTS (SELECT 1 FROM discrepancies d WHERE d.ecosystem_id = m.ecosystem_id AND d.movement_id = m.id
+                                  AND d.contested_by = m.counterparty_id AND d.opened_at <= m.record_time + interval '48 hours'))::int8
+            FROM movements m
+            WHERE m.ecosystem_id = \(ecosystem) AND m.counterparty_id IS NOT NULL AND m.source NOT IN ('reversal', 'correction')
+              AND m.record_time >= date '1970-01-01' + \(start) AND m.record_time < date '1970-01-01' + \(end)
+            GROUP BY 1
+            """, logger: logger).decode((UUID, Int64, Int64).self) {
+            result[partner, default: (0, 0, 0, 0)].due = due
+            result[partner, default: (0, 0, 0, 0)].answered = answered
+        }
+        for try await (partner, handed, good) in try await client.query("""
+            SELECT m.to_party_id, sum(l.exchanged_quantity)::int8,
+                   coalesce(sum(l.exchanged_quantity) FILTER (WHERE l.exchanged_quality IN ('new', 'A', 'B')), 0)::int8
+            FROM movements m JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+            WHERE m.ecosystem_id = \(ecosystem) AND m.status <> 'reversed' AND m.reverses_id IS NULL AND l.exchanged_quantity > 0
+              AND m.event_time >= date '1970-01-01' + \(start) AND m.event_time < date '1970-01-01' + \(end)
+            GROUP BY 1
+            """, logger: logger).decode((UUID, Int64, Int64).self) {
+            result[partner, default: (0, 0, 0, 0)].handedOver = handed
+            result[partner, default: (0, 0, 0, 0)].bOrBetter = good
+        }
+        return result
+    }
+
     /// Evaluates every measurable clause of the current published charter for each
     /// signatory it binds, for the period starting on `startDay`, and keeps the history.
     @discardableResult
     public func evaluateCharter(ecosystem: UUID, period: PeriodKind, startDay: Int) async throws -> [ClauseEvaluation] {
         guard let current = try await charters(ecosystem: ecosystem).last(where: { $0.status == "published" }) else { return [] }
         let members = Dictionary(uniqueKeysWithValues: try await members(ecosystem: ecosystem).map { ($0.id, $0) })
-        let totals = try await periodTotals(ecosystem: ecosystem, period: period, startDay: startDay)
+        var totals = try await periodTotals(ecosystem: ecosystem, period: period, startDay: startDay)
+        for (partner, conduct) in try await conductTotals(ecosystem: ecosystem, startDay: startDay,
+                                                          endDay: period.end(startingAt: startDay)) {
+            totals[partner, default: PeriodTotals()].answersDue = conduct.due
+            totals[partner, default: PeriodTotals()].answeredWithin48h = conduct.answered
+            totals[partner, default: PeriodTotals()].exchangedHandedOver = conduct.handedOver
+            totals[partner, default: PeriodTotals()].exchangedBOrBetter = conduct.bOrBetter
+        }
         var evaluations: [ClauseEvaluation] = []
         for signature in current.signatures {
             guard let member = members[signature.member] else { continue }

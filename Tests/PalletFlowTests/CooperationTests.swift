@@ -55,6 +55,10 @@ struct CooperationTests {
                     ["number": 2, "text": "Declare within 24 h", "metric": "declared_within_24h_share", "comparator": ">=",
                      "target": 0.95, "period": "month"],
                     ["number": 3, "text": "Exchange only grade B or better"],
+                    ["number": 4, "text": "Only B or better handed over", "metric": "exchanged_grade_b_or_better_share",
+                     "comparator": ">=", "target": 1, "period": "month"],
+                    ["number": 5, "text": "Answer within 48 h", "metric": "answered_within_48h_share",
+                     "comparator": ">=", "target": 0.9, "period": "month"],
                 ],
             ])
             #expect(draft.status == .created, "\(draft.text)")
@@ -89,12 +93,14 @@ struct CooperationTests {
             try await declare(fixture.carrier.token, ["kind": "pickup", "eventTime": "\(day)T08:00:00Z",
                 "from": ["partyId": fixture.shipper.id.lower], "to": ["partyId": fixture.carrier.id.lower],
                 "lines": [["palletType": "EPAL1", "quantity": 20, "exchangedQuantity": 15]]], "m1")
+            // Carrier Two hands over 5 empties, 2 of them grade C: 3/5 = 60% B or better.
             try await declare(fixture.carrier.token, ["kind": "return", "eventTime": "\(day)T16:00:00Z",
                 "from": ["partyId": fixture.carrier.id.lower], "to": ["partyId": fixture.shipper.id.lower],
                 "lines": [["palletType": "EPAL1", "quantity": 4]]], "m2")
             try await declare(fixture.otherCarrier.token, ["kind": "pickup", "eventTime": "\(day)T09:00:00Z",
                 "from": ["partyId": fixture.shipper.id.lower], "to": ["partyId": fixture.otherCarrier.id.lower],
-                "lines": [["palletType": "EPAL1", "quantity": 10, "exchangedQuantity": 5]]], "m3")
+                "lines": [["palletType": "EPAL1", "quantity": 9, "exchangedQuantity": 3, "exchangedQuality": "B"],
+                          ["palletType": "EPAL1", "quantity": 1, "exchangedQuantity": 2, "exchangedQuality": "C"]]], "m3")
             try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
             let evaluations = try await store.evaluateCharter(ecosystem: fixture.ecosystem, period: .month, startDay: lastMonth)
             let restitution = evaluations.filter { $0.clause == 1 }
@@ -104,6 +110,11 @@ struct CooperationTests {
             #expect(restitution.first { $0.member == fixture.otherCarrier.id }?.measured == 0.5)
             // Clause 3 is prose only: never evaluated.
             #expect(!evaluations.contains { $0.clause == 3 })
+            // Grades handed over: Carrier One 15 of 15 (met), Carrier Two 3 of 5 (not met).
+            let grades = evaluations.filter { $0.clause == 4 }
+            #expect(grades.first { $0.member == fixture.carrier.id }?.result == .met)
+            #expect(grades.first { $0.member == fixture.otherCarrier.id }?.measured == 0.6)
+            #expect(grades.first { $0.member == fixture.otherCarrier.id }?.result == .notMet)
             let own = try await api.get("\(fixture.base)/compliance", token: fixture.carrier.token)
             #expect(!own.items.isEmpty && own.items.allSatisfy { $0["memberId"] as? String == fixture.carrier.id.lower })
 

@@ -201,7 +201,31 @@ struct LedgerCommand: AsyncParsableCommand {
 
 struct IndicatorsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "indicators", abstract: "Compute restitution and loss indicators.", subcommands: [Recompute.self])
+        commandName: "indicators", abstract: "Compute restitution and loss indicators.",
+        subcommands: [Recompute.self, Update.self])
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Count the movements recorded since the last run (what the worker does continuously).")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Update one ecosystem only (id).") var ecosystem: String?
+
+        func run() async throws {
+            let chosen = try ecosystem.map { text -> UUID in
+                guard let id = UUID(uuidString: text) else { throw ValidationError("--ecosystem must be a UUID") }
+                return id
+            }
+            try await database.withStore { store in
+                var ecosystems = chosen.map { [$0] } ?? []
+                if chosen == nil { ecosystems = try await store.allEcosystems() }
+                for ecosystem in ecosystems {
+                    let started = ContinuousClock.now
+                    let outcome = try await IndicatorEngine(store: store).update(ecosystem: ecosystem)
+                    output("Ecosystem \(ecosystem.uuidString.lowercased()): \(outcome.relationships) relationships touched, \(outcome.rows) rows, up to movement \(outcome.watermark), in \(ContinuousClock.now - started).")
+                }
+            }
+        }
+    }
 
     struct Recompute: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -56,15 +56,20 @@ struct APIImplementation: APIProtocol {
 
     func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
         // Database pool, read at scrape time: configured size and connections by state.
-        metrics.makeGauge(name: "palletflow_db_pool_max_connections", labels: [])
+        metrics.makeGauge(descriptor: .init(namespace: "palletflow", subsystem: "db", metricName: "pool_max", unitName: "connections",
+                                            helpText: "Size of the daemon's database connection pool."))
             .set(Double(databaseConnections))
+        let connections = MetricNameDescriptor(namespace: "palletflow", subsystem: "db", metricName: "connections", unitName: "",
+                                               helpText: "Connections to the database by state, as PostgreSQL sees them.")
+        let up = MetricNameDescriptor(namespace: "palletflow", subsystem: "db", metricName: "up", unitName: "",
+                                      helpText: "1 when the database answered the last scrape.")
         if let states = try? await store.connectionStates() {
             for state in ["active", "idle", "idle in transaction"] {
-                metrics.makeGauge(name: "palletflow_db_connections", labels: [("state", state)]).set(Double(states[state] ?? 0))
+                metrics.makeGauge(descriptor: connections, labels: [("state", state)]).set(Double(states[state] ?? 0))
             }
-            metrics.makeGauge(name: "palletflow_db_up", labels: []).set(Double(1))
+            metrics.makeGauge(descriptor: up).set(Double(1))
         } else {
-            metrics.makeGauge(name: "palletflow_db_up", labels: []).set(Double(0))
+            metrics.makeGauge(descriptor: up).set(Double(0))
         }
         var buffer: [UInt8] = []
         metrics.emit(into: &buffer)

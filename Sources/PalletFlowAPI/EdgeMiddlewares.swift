@@ -142,8 +142,12 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBytes {
-            throw Problem(.contentTooLarge, "too-large", "Request body too large",
-                          detail: "The body has \(length) bytes; this server accepts at most \(maximumBytes).")
+            // The body is not read: close the connection after answering, so a client still
+            // sending it gets an error at once instead of waiting on a full socket.
+            var problem = Problem(.contentTooLarge, "too-large", "Request body too large",
+                                  detail: "The body has \(length) bytes; this server accepts at most \(maximumBytes).")
+            problem.headers[.connection] = "close"
+            throw problem
         }
         guard request.method == .post || request.method == .put || request.method == .patch else {
             return try await next(request, context)

@@ -20,7 +20,7 @@ public struct WebhookSender: Sendable {
         guard let webhook = try await store.webhooks(ecosystem: ecosystem).first(where: { $0.id == webhookID }), webhook.active,
               let alert = try await store.alert(ecosystem: ecosystem, id: alertID)
         else { return }
-        var object: [String: Any] = [
+        let object: [String: Any] = [
             "type": "alert", "ecosystemId": ecosystem.uuidString.lowercased(),
             "alert": [
                 "id": alert.id.uuidString.lowercased(), "kind": alert.kind, "message": alert.message,

@@ -41,7 +41,7 @@ actor TestDatabase {
         try await DatabaseRuntime.ensureDatabase(cluster, named: Self.template, logger: Self.logger)
         let settings = DatabaseSettings.embedded(cluster, database: Self.template, maximumConnections: 2)
         let runtime = DatabaseRuntime(settings: settings, cluster: nil)
-        try await runtime.withClient(logger: Self.logger) { client in
+        _ = try await runtime.withClient(logger: Self.logger) { client in
             try await Migrator().migrate(client, logger: Self.logger)
         }
         return cluster

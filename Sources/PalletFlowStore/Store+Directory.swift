@@ -396,3 +396,48 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Replaces a token with a new one: the old one stops working now, the new secret is
+    /// shown once. Same member, same name.
+    public func rotateToken(ecosystem: UUID, token: UUID, by actor: UUID?) async throws -> (TokenRecord, TokenSecret) {
+        let secret = TokenSecret.generate()
+        let id = newID()
+        return try await transaction { connection in
+            var found: (UUID, String)?
+            for try await row in try await connection.query("""
+                UPDATE api_tokens SET revoked_at = now()
+                WHERE ecosystem_id = \(ecosystem) AND id = \(token) AND revoked_at IS NULL
+                RETURNING membership_id, name
+                """, logger: logger).decode((UUID, String).self) { found = row }
+            guard let (member, name) = found else { throw StoreError.notFound("live token") }
+            var created = Date()
+            for try await at in try await connection.query("""
+                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
+                VALUES (\(ecosystem), \(id), \(member), \(name), \(ByteBuffer(bytes: secret.hash)))
+                RETURNING created_at
+                """, logger: logger).decode(Date.self) { created = at }
+            try await audit(connection, ecosystem: ecosystem, by: actor, action: "token.rotate", subject: id)
+            return (TokenRecord(id: id, member: member, name: name, createdAt: created, revokedAt: nil), secret)
+        }
+    }
+
+    /// Deletes idempotency keys and finished jobs older than the given ages. Keys are kept
+    /// at least 7 days whatever is asked: a client may still retry within that window.
+    public func vacuum(idempotencyKeysOlderThanDays keyDays: Int, jobsOlderThanDays jobDays: Int) async throws
+        -> (idempotencyKeys: Int64, jobs: Int64)
+    {
+        let keepKeys = max(7, keyDays)
+        var keys: Int64 = 0
+        var jobs: Int64 = 0
+        for try await count in try await client.query("""
+            WITH gone AS (DELETE FROM idempotency_keys WHERE created_at < now() - \(keepKeys) * interval '1 day' RETURNING 1)
+            SELECT count(*)::int8 FROM gone
+            """, logger: logger).decode(Int64.self) { keys = count }
+        for try await count in try await client.query("""
+            WITH gone AS (DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - \(max(1, jobDays)) * interval '1 day' RETURNING 1)
+            SELECT count(*)::int8 FROM gone
+            """, logger: logger).decode(Int64.self) { jobs = count }
+        return (keys, jobs)
+    }
+}

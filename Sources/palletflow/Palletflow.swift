@@ -16,7 +16,7 @@ struct Palletflow: AsyncParsableCommand {
             PostgreSQL under --data-dir (started for the command if no daemon runs it).
             """,
         subcommands: [Migrate.self, Demo.self, EcosystemCommand.self, TokenCommand.self, LedgerCommand.self,
-                      IndicatorsCommand.self])
+                      IndicatorsCommand.self, Vacuum.self])
 }
 
 /// Where the database is; shared by every command.
@@ -138,7 +138,29 @@ struct EcosystemCommand: AsyncParsableCommand {
 
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Issue API tokens.", subcommands: [Issue.self])
+        commandName: "token", abstract: "Issue and rotate API tokens.", subcommands: [Issue.self, Rotate.self])
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace a token: the old one stops working at once, the new secret is shown once.")
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Ecosystem id.") var ecosystem: String
+        @Option(help: "The token's id (GET /members/{id}/tokens lists them).") var token: String
+
+        func run() async throws {
+            guard let ecosystemID = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+            guard let tokenID = UUID(uuidString: token) else { throw ValidationError("--token must be a UUID") }
+            do {
+                let (record, secret) = try await database.withStore { store in
+                    try await store.rotateToken(ecosystem: ecosystemID, token: tokenID, by: nil)
+                }
+                output("Token \(record.id.uuidString.lowercased()) replaces \(token) for member \(record.member.uuidString.lowercased()):")
+                output(secret.text)
+            } catch StoreError.notFound {
+                throw ValidationError("no live token \(token) in ecosystem \(ecosystem)")
+            }
+        }
+    }
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a token for a member; the secret is shown once.")
@@ -259,5 +281,24 @@ struct IndicatorsCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+struct Vacuum: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete old idempotency keys and finished jobs.",
+        discussion: "Idempotency keys are kept at least 7 days whatever you ask: clients may retry within that window.")
+    @OptionGroup var database: DatabaseOptions
+    @Option(name: .customLong("keys-older-than-days"), help: "Idempotency keys older than this (at least 7).")
+    var keyDays = 30
+    @Option(name: .customLong("jobs-older-than-days"), help: "Finished jobs older than this.")
+    var jobDays = 30
+
+    func run() async throws {
+        let (keyDays, jobDays) = (keyDays, jobDays)
+        let removed = try await database.withStore { store in
+            try await store.vacuum(idempotencyKeysOlderThanDays: keyDays, jobsOlderThanDays: jobDays)
+        }
+        output("Deleted \(removed.idempotencyKeys) idempotency keys and \(removed.jobs) finished jobs.")
     }
 }

@@ -466,33 +466,34 @@ func encodeForReplay<T: Encodable>(_ value: T) throws -> [UInt8] {
 }
 
 extension Components.Schemas.Movement {
-    init(_ movement: MovementToPost) {
-        let declaration = movement.declaration
+    /// One rendering for a movement about to be posted and one read back: the same bytes
+    /// either way, which idempotent replays rely on.
+    init(id: UUID, declaration: MovementDeclaration, status: String, confirmed: Bool, recordTime: Instant, declarer: UUID,
+         counterparty: UUID?, reverses: UUID?, corrects: UUID?, source: String, notes: [UUID]) {
         self.init(
-            id: movement.id.lowercase, kind: .init(rawValue: declaration.kind.rawValue)!,
-            status: .init(rawValue: movement.status)!, confirmed: movement.confirmed,
-            eventTime: declaration.eventTime.description, recordTime: movement.recordTime.rfc3339(keepingOffset: false),
-            latenessSeconds: (movement.recordTime.microsecondsSinceEpoch - declaration.eventTime.microsecondsSinceEpoch) / 1_000_000,
-            declarerId: movement.declarer.lowercase, from: declaration.from.map(Components.Schemas.PartyAtSite.init),
-            to: declaration.to.map(Components.Schemas.PartyAtSite.init), counterpartyId: movement.counterparty?.lowercase,
+            id: id.lowercase, kind: .init(rawValue: declaration.kind.rawValue)!,
+            status: .init(rawValue: status)!, confirmed: confirmed,
+            eventTime: declaration.eventTime.description, recordTime: recordTime.rfc3339(keepingOffset: false),
+            latenessSeconds: (recordTime.microsecondsSinceEpoch - declaration.eventTime.microsecondsSinceEpoch) / 1_000_000,
+            declarerId: declarer.lowercase, from: declaration.from.map(Components.Schemas.PartyAtSite.init),
+            to: declaration.to.map(Components.Schemas.PartyAtSite.init), counterpartyId: counterparty?.lowercase,
             lines: declaration.lines.map(Components.Schemas.MovementLine.init), references: .init(declaration.references),
             evidence: declaration.evidence.map { .init(sha256: $0.sha256.lowercased(), url: $0.url) }, note: declaration.note,
-            reversesId: movement.reverses?.lowercase, correctsId: movement.corrects?.lowercase, source: movement.source,
-            palletNoteIds: movement.notes.isEmpty ? nil : movement.notes.map { $0.id.lowercase })
+            reversesId: reverses?.lowercase, correctsId: corrects?.lowercase, source: source,
+            palletNoteIds: notes.isEmpty ? nil : notes.map(\.lowercase))
+    }
+
+    init(_ movement: MovementToPost) {
+        self.init(id: movement.id, declaration: movement.declaration, status: movement.status, confirmed: movement.confirmed,
+                  recordTime: movement.recordTime, declarer: movement.declarer, counterparty: movement.counterparty,
+                  reverses: movement.reverses, corrects: movement.corrects, source: movement.source,
+                  notes: movement.notes.map(\.id))
     }
 
     init(_ movement: PostedMovement) {
-        let declaration = movement.declaration
-        self.init(
-            id: movement.id.lowercase, kind: .init(rawValue: movement.kind.rawValue)!,
-            status: .init(rawValue: movement.status)!, confirmed: movement.confirmed,
-            eventTime: movement.eventTime.description, recordTime: movement.recordTime.rfc3339(keepingOffset: false),
-            latenessSeconds: (movement.recordTime.microsecondsSinceEpoch - movement.eventTime.microsecondsSinceEpoch) / 1_000_000,
-            declarerId: movement.declarer.lowercase, from: movement.from.map(Components.Schemas.PartyAtSite.init),
-            to: movement.to.map(Components.Schemas.PartyAtSite.init), counterpartyId: movement.counterparty?.lowercase,
-            lines: movement.lines.map(Components.Schemas.MovementLine.init), references: .init(declaration.references),
-            evidence: movement.evidence.map { .init(sha256: $0.sha256, url: $0.url) }, note: movement.note,
-            reversesId: movement.reverses?.lowercase, correctsId: movement.corrects?.lowercase, source: movement.source)
+        self.init(id: movement.id, declaration: movement.declaration, status: movement.status, confirmed: movement.confirmed,
+                  recordTime: movement.recordTime, declarer: movement.declarer, counterparty: movement.counterparty,
+                  reverses: movement.reverses, corrects: movement.corrects, source: movement.source, notes: [])
     }
 }
 

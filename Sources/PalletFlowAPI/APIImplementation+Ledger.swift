@@ -397,10 +397,9 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let records = try await store.discrepancies(ecosystem: caller.ecosystem, openOnly: input.query.open ?? false,
                                                     party: caller.role.readsWholeEcosystem ? nil : caller.membership)
-        var items: [Components.Schemas.Discrepancy] = []
-        for record in records {
-            guard let movement = try await store.movement(ecosystem: caller.ecosystem, id: record.movement) else { continue }
-            items.append(.init(record, movement: movement))
+        let movements = try await store.movements(ecosystem: caller.ecosystem, ids: records.map(\.movement))
+        let items = records.compactMap { record in
+            movements[record.movement].map { Components.Schemas.Discrepancy(record, movement: $0) }
         }
         return .ok(.init(body: .json(.init(items: items))))
     }

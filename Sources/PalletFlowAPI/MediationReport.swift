@@ -53,6 +53,7 @@ struct MediationReport: Sendable {
         let balances = try await store.balances(ecosystem: id, classes: [.owed], party: nil, asOf: nil)
         let notes = try await store.palletNotes(ecosystem: id, party: nil)
         let discrepancies = try await store.discrepancies(ecosystem: id, openOnly: true)
+        let disputed = try await store.movements(ecosystem: id, ids: discrepancies.map(\.movement))
         var toDate: [UUID: [Int64]] = [:]
         for row in try await store.indicators(ecosystem: id, partner: nil, palletType: nil, period: "to_date", fromDay: nil, untilDay: nil) {
             var buckets = toDate[row.key.partner] ?? [0, 0, 0, 0]
@@ -72,11 +73,9 @@ struct MediationReport: Sendable {
                 let previous = owed[balance.key.palletType] ?? (0, 0)
                 owed[balance.key.palletType] = (previous.0 + balance.confirmed, previous.1 + balance.pending)
             }
-            var open: [(DiscrepancyRecord, PostedMovement)] = []
-            for discrepancy in discrepancies {
-                guard let movement = try await store.movement(ecosystem: id, id: discrepancy.movement), movement.involves(member.id)
-                else { continue }
-                open.append((discrepancy, movement))
+            let open: [(DiscrepancyRecord, PostedMovement)] = discrepancies.compactMap { discrepancy in
+                guard let movement = disputed[discrepancy.movement], movement.involves(member.id) else { return nil }
+                return (discrepancy, movement)
             }
             let charter = charters.last { $0.status == "published" }
             let latest = Dictionary(

@@ -116,6 +116,16 @@ extension Store {
             """).first
     }
 
+    /// Several movements by id in one query, keyed by id (ids of other ecosystems are absent).
+    public func movements(ecosystem: UUID, ids: [UUID]) async throws -> [UUID: PostedMovement] {
+        guard !ids.isEmpty else { return [:] }
+        let found = try await movements("""
+            SELECT \(unescaped: Self.movementColumns) FROM movements m
+            WHERE m.ecosystem_id = \(ecosystem) AND m.id = ANY(\(Array(Set(ids)))::uuid[])
+            """)
+        return Dictionary(uniqueKeysWithValues: found.map { ($0.id, $0) })
+    }
+
     func movements(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [PostedMovement] {
         var result: [PostedMovement] = []
         var ecosystemLines: [UUID: [MovementLine]] = [:]

@@ -36,6 +36,13 @@ let package = Package(
             name: "PalletFlowCore",
             swiftSettings: swiftSettings
         ),
+        // GS1 EPCIS 2.0: reading and validating documents, GS1 keys, the pallet exchange
+        // profile's mapping to movements, and movements shown as events. Pure Swift.
+        .target(
+            name: "PalletFlowEPCIS",
+            dependencies: ["PalletFlowCore"],
+            swiftSettings: swiftSettings
+        ),
         // PostgreSQL: embedded cluster, migrations, repositories, job queue.
         .target(
             name: "PalletFlowStore",
@@ -67,6 +74,7 @@ let package = Package(
             name: "PalletFlowAPI",
             dependencies: [
                 "PalletFlowCore",
+                "PalletFlowEPCIS",
                 "PalletFlowStore",
                 "PalletFlowContract",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -129,7 +137,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PalletFlowCoreTests",
-            dependencies: ["PalletFlowCore"],
+            dependencies: ["PalletFlowCore", "PalletFlowEPCIS"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -139,6 +147,7 @@ let package = Package(
                 "PalletFlowStore",
                 "PalletFlowWorker",
                 "PalletFlowCore",
+                "PalletFlowEPCIS",
                 "PalletFlowDemo",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

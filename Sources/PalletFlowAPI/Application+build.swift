@@ -51,6 +51,7 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
     let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
+    EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
     return router
 }
 

@@ -33,6 +33,8 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         context.logger[metadataKey: "request_id"] = .string(requestID)
         var scope = RequestScope.current
         scope.requestID = requestID
+        // A fresh box per request: the task-local default's box is shared by every task.
+        scope.responseHeaders = ResponseHeaders()
         var response: Response
         do {
             response = try await RequestScope.$current.withValue(scope) {

@@ -15,6 +15,8 @@ public struct Problem: Error, Sendable, HTTPResponseError {
     public var detail: String?
     public var errors: [FieldError]
     public var headers: HTTPFields = [:]
+    /// A `type` defined by another standard (EPCIS: `epcisException:ValidationException`).
+    public var standardType: String?
 
     public init(_ status: HTTPResponse.Status, _ slug: String, _ title: String, detail: String? = nil,
                 errors: [FieldError] = []) {
@@ -25,7 +27,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         self.errors = errors
     }
 
-    public var type: String { Self.typeBase + slug }
+    public var type: String { standardType ?? Self.typeBase + slug }
 
     public static let unauthenticated = Problem(
         .unauthorized, "unauthenticated", "Authentication required",

@@ -39,12 +39,16 @@ public struct PalletType: Sendable, Hashable {
     public var name: String
     public var exchangeable: Bool
     public var active: Bool
-    public init(id: UUID, code: String, name: String, exchangeable: Bool = true, active: Bool = true) {
+    /// GS1 GRAI class (GRAI without serial), in whichever notation the shipper entered it.
+    public var graiClass: String?
+    public init(id: UUID, code: String, name: String, exchangeable: Bool = true, active: Bool = true,
+                graiClass: String? = nil) {
         self.id = id
         self.code = code
         self.name = name
         self.exchangeable = exchangeable
         self.active = active
+        self.graiClass = graiClass
     }
 }
 

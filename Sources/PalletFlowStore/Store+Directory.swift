@@ -274,7 +274,8 @@ extension Store {
         }
         let sites = try await sites(ecosystem: ecosystem).map { Site(id: $0.id, owner: $0.member, name: $0.name, active: $0.active, sgln: $0.sgln) }
         let types = try await palletTypes(ecosystem: ecosystem).map {
-            PalletType(id: $0.id, code: $0.code, name: $0.name, exchangeable: $0.exchangeable, active: $0.active)
+            PalletType(id: $0.id, code: $0.code, name: $0.name, exchangeable: $0.exchangeable, active: $0.active,
+                       graiClass: $0.graiClass)
         }
         return Directory(ecosystem: ecosystem, members: members, sites: sites, palletTypes: types)
     }

@@ -158,6 +158,13 @@ struct AuthAndTenancyTests {
             (.post, "\(base)/pallet-notes", ["issuerId": member.lower, "holderId": fixture.shipper.id.lower,
                                              "palletType": "EPAL1", "quantity": 1, "issueDate": "2026-11-01"]),
             (.get, "\(base)/statements?party=\(member.lower)&from=2026-01-01T00:00:00Z&until=2026-12-01T00:00:00Z", nil),
+            (.options, "\(base)/epcis/capture", nil),
+            (.post, "\(base)/epcis/capture", epcisDocument([])),
+            (.get, "\(base)/epcis/capture/\(movement.lower)", nil),
+            (.post, "\(base)/epcis/events", ["type": "ObjectEvent", "action": "OBSERVE", "eventTime": hoursAgo(1),
+                                             "eventTimeZoneOffset": "+00:00"]),
+            (.get, "\(base)/epcis/events", nil),
+            (.get, "\(base)/epcis/events/urn%3Auuid%3A\(movement.lower)", nil),
         ]
     }
 

@@ -43,6 +43,10 @@ struct Palletflowd: AsyncParsableCommand {
     @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
     var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
 
+    @Option(name: .customLong("auth-cache-seconds"),
+            help: "How long an authenticated token is kept in memory (env PALLETFLOW_AUTH_CACHE_SECONDS); 0 looks every token up. Tokens revoked through this daemon stop at once; revoked elsewhere, within this time.")
+    var authCacheSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_AUTH_CACHE_SECONDS"] ?? "") ?? 5
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
@@ -83,7 +87,8 @@ struct Palletflowd: AsyncParsableCommand {
         defer { runtime.close() }
 
         let client = runtime.makeClient(logger: logger)
-        let store = Store(client: client, logger: logger)
+        let store = Store(client: client, logger: logger,
+                          tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections)
         let migrate = !noMigrate

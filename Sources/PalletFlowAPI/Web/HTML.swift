@@ -37,8 +37,15 @@ struct PageContext: Sendable {
 
     func money(_ minor: Int64?) -> String {
         guard let minor else { return "" }
-        let value = String(format: "%.2f", Double(minor) / 100)
-        return (language == .fr ? value.replacingOccurrences(of: ".", with: ",") : value) + " " + currency
+        let whole = abs(minor) / 100
+        var digits = String(whole)
+        var grouped = ""
+        while digits.count > 3 {
+            grouped = (language == .fr ? "\u{202F}" : ",") + String(digits.suffix(3)) + grouped
+            digits = String(digits.dropLast(3))
+        }
+        let cents = String(format: "%02d", Int(abs(minor) % 100))
+        return (minor < 0 ? "-" : "") + digits + grouped + (language == .fr ? "," : ".") + cents + "\u{00A0}" + currency
     }
 
     func percent(_ value: Double?) -> String {
@@ -104,7 +111,7 @@ enum Layout {
         return """
             <!doctype html>
             <html lang="\(context.language.rawValue)"><head><meta charset="utf-8">
-            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
             <title>\(esc(title)) · PalletFlow</title><style>\(css)</style></head><body>
             <a class="skip" href="#main">Skip to content</a>
             <header class="top"><span class="brand">PalletFlow</span>
@@ -122,7 +129,7 @@ enum Layout {
         """
         <!doctype html>
         <html lang="\(language.rawValue)"><head><meta charset="utf-8">
-        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
         <title>\(esc(title)) · PalletFlow</title><style>\(css)</style></head><body>
         <header class="top"><span class="brand">PalletFlow</span></header>
         <main id="main">\(body)</main></body></html>
@@ -149,24 +156,27 @@ enum WebChart {
     static func line(title: String, unit: String, series: [(name: String, points: [(String, Double)])], dataLabel: String) -> String {
         let labels = series.first?.points.map(\.0) ?? []
         guard !labels.isEmpty else { return "<p class=\"meta\">\(esc(title)): –</p>" }
-        let width = 640.0, height = 220.0, left = 52.0, bottom = 34.0, top = 12.0
-        let maximum = max(series.flatMap { $0.points.map(\.1) }.max() ?? 1, 1)
-        let niceMax = (maximum / 4).rounded(.up) * 4
-        let step = labels.count > 1 ? (width - left - 16) / Double(labels.count - 1) : 0
+        let width = 640.0, height = 220.0, left = 52.0, bottom = 34.0, top = 12.0, right = 28.0
+        let maximum = max(series.flatMap { $0.points.map(\.1) }.max() ?? 1, 0.5)
+        let (niceMax, tickStep) = axis(maximum)
+        let step = labels.count > 1 ? (width - left - right) / Double(labels.count - 1) : 0
         let colors = ["#1f6f8b", "#e07a1f", "#6a4c93", "#1b7f3b"]
         func y(_ value: Double) -> Double { height - bottom - value / niceMax * (height - bottom - top) }
         var svg = "<figure><svg role=\"img\" aria-label=\"\(esc(title))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        for tick in 0...4 {
-            let value = niceMax * Double(tick) / 4
+        for index in 0...Int((niceMax / tickStep).rounded()) {
+            let value = tickStep * Double(index)
             svg += "<line x1=\"\(left)\" x2=\"\(width - 8)\" y1=\"\(f(y(value)))\" y2=\"\(f(y(value)))\" stroke=\"#e3e8ee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(f0(value))</text>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(tick(value, step: tickStep))</text>"
         }
         svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - 8)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
         svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
         svg += "<text x=\"12\" y=\"\(top + 4)\" font-size=\"11\" transform=\"rotate(-90 12 \(top + 4))\" text-anchor=\"end\">\(esc(unit))</text>"
         let every = max(1, Int((Double(labels.count) / 7).rounded(.up)))
-        for (index, label) in labels.enumerated() where index % every == 0 || index == labels.count - 1 {
-            svg += "<text x=\"\(f(left + Double(index) * step))\" y=\"\(height - 12)\" font-size=\"11\" text-anchor=\"middle\">\(esc(label))</text>"
+        // Every few labels, and the last one, never two on top of each other.
+        for (index, label) in labels.enumerated()
+        where index == labels.count - 1 || (index % every == 0 && labels.count - 1 - index >= max(1, every * 2 / 3)) {
+            let anchor = index == labels.count - 1 && labels.count > 1 ? "end" : index == 0 ? "start" : "middle"
+            svg += "<text x=\"\(f(left + Double(index) * step))\" y=\"\(height - 12)\" font-size=\"11\" text-anchor=\"\(anchor)\">\(esc(label))</text>"
         }
         for (number, serie) in series.enumerated() {
             let color = colors[number % colors.count]
@@ -193,14 +203,14 @@ enum WebChart {
     static func bars(title: String, unit: String, bars: [(String, Double)], dataLabel: String) -> String {
         let width = 640.0, height = 200.0, left = 52.0, bottom = 34.0, top = 12.0
         let maximum = max(bars.map(\.1).max() ?? 1, 1)
-        let niceMax = (maximum / 4).rounded(.up) * 4
+        let (niceMax, tickStep) = axis(maximum)
         let slot = (width - left - 8) / Double(max(bars.count, 1))
         func y(_ value: Double) -> Double { height - bottom - value / niceMax * (height - bottom - top) }
         var svg = "<figure><svg role=\"img\" aria-label=\"\(esc(title))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        for tick in 0...4 {
-            let value = niceMax * Double(tick) / 4
+        for index in 0...Int((niceMax / tickStep).rounded()) {
+            let value = tickStep * Double(index)
             svg += "<line x1=\"\(left)\" x2=\"\(width - 8)\" y1=\"\(f(y(value)))\" y2=\"\(f(y(value)))\" stroke=\"#e3e8ee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(f0(value))</text>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(tick(value, step: tickStep))</text>"
         }
         svg += "<text x=\"12\" y=\"\(top + 4)\" font-size=\"11\" transform=\"rotate(-90 12 \(top + 4))\" text-anchor=\"end\">\(esc(unit))</text>"
         for (index, bar) in bars.enumerated() {
@@ -213,6 +223,18 @@ enum WebChart {
         svg += "</svg><figcaption>\(esc(title))</figcaption><details><summary>\(esc(dataLabel))</summary>"
         svg += Layout.table(caption: nil, headers: ["", unit], rows: bars.map { [esc($0.0), "n:" + f0($0.1)] })
         return svg + "</details></figure>"
+    }
+
+    /// A round axis maximum and step (1, 2 or 5 times a power of ten) for four or five ticks.
+    static func axis(_ maximum: Double) -> (top: Double, step: Double) {
+        let raw = max(maximum, 1e-9) / 4
+        let power = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 2.5, 5, 10].map { $0 * power }.first { $0 >= raw } ?? 10 * power
+        return (max(step, (maximum / step).rounded(.up) * step), step)
+    }
+
+    static func tick(_ value: Double, step: Double) -> String {
+        step >= 1 ? String(format: "%.0f", value) : String(format: step >= 0.1 ? "%.1f" : "%.2f", value)
     }
 
     static func f(_ value: Double) -> String { String(format: "%.1f", value) }

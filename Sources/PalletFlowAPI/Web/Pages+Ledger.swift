@@ -140,20 +140,38 @@ extension WebApp {
         body += "<div class=\"card\"><div class=\"k\">\(esc(t("Overdue pallet notes")))</div><div class=\"v\">\(overdue.count)</div></div>"
         body += "</div>"
         body += try await trendCharts(page, partner: nil)
-        body += agingChart(page, rows: toDate)
+        let stages = ["invited", "joined", "charter_signed", "kit_completed", "first_declaration", "active", "dormant"]
+        var counts: [String: Int] = [:]
+        for entry in funnel.entries { counts[entry.stage.rawValue, default: 0] += 1 }
+        body += "<div class=\"grid2\">" + agingChart(page, rows: toDate)
+        body += WebChart.bars(title: t("Prescription funnel"), unit: t("Count"),
+                              bars: stages.map { ($0.replacingOccurrences(of: "_", with: " "), Double(counts[$0] ?? 0)) }, dataLabel: t("Data"))
+        body += "</div>"
         body += "<h2>\(esc(t("Balances owed to the shipper")))</h2>"
         body += Layout.table(caption: nil, headers: [t("Partner"), t("Role"), t("Pallet type"), t("Confirmed"), t("Pending"), t("Balance"), t("Value")],
                              rows: rows, id: "balances")
         body += "<h2>\(esc(t("Open discrepancies")))</h2>" + discrepancyTable(page, discrepancies, members: members)
-        body += "<h2>\(esc(t("Overdue pallet notes")))</h2>" + notesTable(page, overdue, members: members, types: types)
+        // Overdue notes per issuer: who owes what, largest value first; the notes themselves
+        // are on each partner's page.
+        body += "<h2>\(esc(t("Overdue pallet notes")))</h2>"
+        var perIssuer: [String: (count: Int, pallets: Int64, value: Int64)] = [:]
+        for note in overdue {
+            var row = perIssuer[note.issuerId] ?? (0, 0, 0)
+            row.count += 1
+            row.pallets += note.outstanding
+            row.value += (types[note.palletTypeId]?.unitValue?.amountMinor ?? 0) * note.outstanding
+            perIssuer[note.issuerId] = row
+        }
+        body += perIssuer.isEmpty ? "<p>\(esc(t("None.")))</p>" : Layout.table(caption: nil,
+            headers: [t("Issuer"), t("Count"), t("Outstanding"), t("Value")],
+            rows: perIssuer.sorted { $0.value.value > $1.value.value }.map { issuer, row in
+                ["<a href=\"/app/partners/\(esc(issuer))\">\(esc(members[issuer]?.name ?? issuer))</a>", "n:\(row.count)", "n:\(row.pallets)",
+                 "n:" + esc(page.money(row.value))]
+            }, id: "overdue")
         body += "<h2>\(esc(t("Alerts")))</h2>"
         body += alerts.isEmpty ? "<p>\(esc(t("None.")))</p>" : Layout.table(caption: nil, headers: [t("Date"), t("Kind"), t("Partner"), t("Message")],
             rows: alerts.prefix(20).map { [esc(Instant($0.createdAt).rfc3339(keepingOffset: false).prefix(10).description), esc($0.kind), esc($0.partnerId.flatMap { members[$0]?.name } ?? ""), esc($0.message)] })
         body += "<h2>\(esc(t("Prescription funnel")))</h2>"
-        let stages = ["invited", "joined", "charter_signed", "kit_completed", "first_declaration", "active", "dormant"]
-        var counts: [String: Int] = [:]
-        for entry in funnel.entries { counts[entry.stage.rawValue, default: 0] += 1 }
-        body += WebChart.bars(title: t("Prescription funnel"), unit: t("Count"), bars: stages.map { ($0.replacingOccurrences(of: "_", with: " "), Double(counts[$0] ?? 0)) }, dataLabel: t("Data"))
         body += Layout.table(caption: nil, headers: [t("Partner"), t("Role"), t("Stage"), t("Since")], rows: funnel.entries.map {
             [esc($0.name), esc($0.role.rawValue), esc($0.stage.rawValue), esc(Instant($0.since).rfc3339(keepingOffset: false).prefix(10).description)]
         })
@@ -184,8 +202,8 @@ extension WebApp {
         if waiting.isEmpty {
             body += "<p>\(esc(t("Nothing waits for you.")))</p>"
         } else {
-            body += Layout.table(caption: nil, headers: [t("Event time"), t("Kind"), t("From"), t("Until"), t("Quantity"), ""], rows: waiting.map { movement in
-                [esc(movement.eventTime), esc(movement.kind.rawValue), esc(movement.from.flatMap { members[$0.partyId]?.name } ?? ""),
+            body += Layout.table(caption: nil, headers: [t("Event time"), t("Kind"), t("From"), t("To"), t("Quantity"), ""], rows: waiting.map { movement in
+                [esc(shortTime(movement.eventTime)), esc(movement.kind.rawValue), esc(movement.from.flatMap { members[$0.partyId]?.name } ?? ""),
                  esc(movement.to.flatMap { members[$0.partyId]?.name } ?? ""),
                  "n:" + esc(movement.lines.map { "\($0.quantity) \(types[$0.palletTypeId]?.code ?? "")" }.joined(separator: ", ")),
                  "<form class=\"inline\" method=\"post\" action=\"/app/movements/\(esc(movement.id))/confirm\">\(page.csrfField)<button type=\"submit\">\(esc(t("Confirm")))</button></form>"]
@@ -206,8 +224,15 @@ extension WebApp {
         let to = movement.to.flatMap { members[$0.partyId]?.name } ?? ""
         let quantities = movement.lines.map { "\($0.quantity) \(types[$0.palletTypeId]?.code ?? "")" }.joined(separator: ", ")
         let exchanged: Int64 = movement.lines.reduce(0) { $0 + ($1.exchangedQuantity ?? 0) }
-        return [esc(movement.eventTime), esc(movement.kind.rawValue), esc(from), esc(to), "n:" + esc(quantities), "n:\(exchanged)",
+        return [esc(shortTime(movement.eventTime)), esc(movement.kind.rawValue), esc(from), esc(to), "n:" + esc(quantities), "n:\(exchanged)",
                 esc(movement.status.rawValue)]
+    }
+
+    /// `2026-11-27T22:41:09.288693+01:00` as `2026-11-27 22:41 +01:00`: minutes are enough to read.
+    func shortTime(_ text: String) -> String {
+        guard text.count >= 16 else { return text }
+        let offset = text.hasSuffix("Z") ? "UTC" : String(text.suffix(6))
+        return String(text.prefix(10)) + " " + String(text.dropFirst(11).prefix(5)) + " " + offset
     }
 
     // MARK: Partner page
@@ -251,7 +276,7 @@ extension WebApp {
         body += "<form method=\"get\" class=\"filters noprint\"><div><label for=\"kind\">\(esc(t("Kind")))</label><select id=\"kind\" name=\"kind\"><option value=\"\">\(esc(t("All kinds")))</option>"
         body += MovementKind.allCases.map { "<option value=\"\($0.rawValue)\"\(kind?.rawValue == $0.rawValue ? " selected" : "")>\($0.rawValue)</option>" }.joined()
         body += "</select></div><div><button type=\"submit\">\(esc(t("Filter")))</button></div></form>"
-        body += Layout.table(caption: nil, headers: [t("Event time"), t("Kind"), t("From"), t("Until"), t("Quantity"), t("Exchanged"), t("Status")],
+        body += Layout.table(caption: nil, headers: [t("Event time"), t("Kind"), t("From"), t("To"), t("Quantity"), t("Exchanged"), t("Status")],
                              rows: list.items.map { movement in movementRow(movement, members: members, types: types)         }, id: "movements-table")
         if let next = list.nextCursor {
             var link = "/app/partners/\(esc(member.id.lowercased()))?cursor=\(esc(next.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics) ?? next))"

@@ -80,6 +80,7 @@ struct Strings: Sendable {
         "Statement": "Relevé de compte",
         "From": "Du",
         "Until": "Au",
+        "To": "Vers",
         "Show": "Afficher",
         "Opening balance": "Solde d'ouverture",
         "Closing balance": "Solde de clôture",

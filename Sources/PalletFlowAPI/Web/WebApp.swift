@@ -116,6 +116,8 @@ struct WebApp: Sendable {
         }
         var scope = RequestScope.current
         scope.caller = session.caller
+        // The operations' own response headers (a job's Location) are not the page's.
+        scope.responseHeaders = ResponseHeaders()
         return try await RequestScope.$current.withValue(scope) {
             let (directory, ecosystem) = try await api.directoryCache.get(session.caller.ecosystem, store: api.store)
             let page = PageContext(caller: session.caller, memberName: directory.members[session.caller.membership]?.name ?? "",

@@ -72,7 +72,7 @@ enum Layout {
         h1{font-size:1.6rem;margin:.4rem 0 .2rem}h2{font-size:1.2rem;margin-top:1.8rem;border-bottom:2px solid var(--accent);padding-bottom:.2rem}
         h3{font-size:1.05rem;margin:1.2rem 0 .3rem}.meta{color:var(--muted);font-size:.92rem}
         .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(11rem,1fr));gap:.8rem;margin:1rem 0}
-        .card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:.7rem .9rem}.card .k{color:var(--muted);font-size:.85rem}.card .v{font-size:1.45rem;font-weight:650}
+        .card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:.7rem .9rem}.card .k{color:var(--muted);font-size:.85rem}.card .v{font-size:1.3rem;font-weight:650;overflow-wrap:anywhere}
         .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(22rem,1fr));gap:1rem}
         table{border-collapse:collapse;width:100%;margin:.4rem 0 1rem;background:#fff}
         caption{text-align:left;font-weight:600;padding:.3rem 0}
@@ -174,7 +174,7 @@ enum WebChart {
         let every = max(1, Int((Double(labels.count) / 7).rounded(.up)))
         // Every few labels, and the last one, never two on top of each other.
         for (index, label) in labels.enumerated()
-        where index == labels.count - 1 || (index % every == 0 && labels.count - 1 - index >= max(1, every * 2 / 3)) {
+        where index == labels.count - 1 || (index % every == 0 && labels.count - 1 - index >= every) {
             let anchor = index == labels.count - 1 && labels.count > 1 ? "end" : index == 0 ? "start" : "middle"
             svg += "<text x=\"\(f(left + Double(index) * step))\" y=\"\(height - 12)\" font-size=\"11\" text-anchor=\"\(anchor)\">\(esc(label))</text>"
         }
@@ -217,7 +217,15 @@ enum WebChart {
             let x = left + Double(index) * slot + slot * 0.18
             svg += "<rect x=\"\(f(x))\" y=\"\(f(y(bar.1)))\" width=\"\(f(slot * 0.64))\" height=\"\(f(y(0) - y(bar.1)))\" fill=\"#e07a1f\"><title>\(esc(bar.0)): \(f0(bar.1))</title></rect>"
             svg += "<text x=\"\(f(x + slot * 0.32))\" y=\"\(f(y(bar.1) - 3))\" font-size=\"11\" text-anchor=\"middle\">\(f0(bar.1))</text>"
-            svg += "<text x=\"\(f(x + slot * 0.32))\" y=\"\(height - 12)\" font-size=\"11\" text-anchor=\"middle\">\(esc(bar.0))</text>"
+            // Long labels go on two lines rather than over their neighbours.
+            let words = bar.0.split(separator: " ")
+            if words.count > 1 {
+                svg += "<text x=\"\(f(x + slot * 0.32))\" y=\"\(height - 20)\" font-size=\"11\" text-anchor=\"middle\">"
+                    + "<tspan x=\"\(f(x + slot * 0.32))\">\(esc(String(words[0])))</tspan>"
+                    + "<tspan x=\"\(f(x + slot * 0.32))\" dy=\"12\">\(esc(words.dropFirst().joined(separator: " ")))</tspan></text>"
+            } else {
+                svg += "<text x=\"\(f(x + slot * 0.32))\" y=\"\(height - 12)\" font-size=\"11\" text-anchor=\"middle\">\(esc(bar.0))</text>"
+            }
         }
         svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - 8)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
         svg += "</svg><figcaption>\(esc(title))</figcaption><details><summary>\(esc(dataLabel))</summary>"

@@ -213,32 +213,46 @@ figures AS (
 periods_of AS (
     SELECT 'day' AS period, 0 AS k UNION ALL SELECT 'week', 1 UNION ALL SELECT 'month', 2 UNION ALL SELECT 'to_date', 3
 ),
+-- The period (of each kind) that a day falls in, as the period's start day.
+pair_periods AS MATERIALIZED (
+    SELECT pr.partner, pr.type, k.period, pr.age, pr.q,
+           CASE k.k WHEN 0 THEN pr.return_day WHEN 1 THEN pr.return_day - ((pr.return_day + 3) % 7 + 7) % 7
+                    WHEN 2 THEN (date_trunc('month', date '1970-01-01' + pr.return_day)::date - date '1970-01-01')
+                    ELSE r.first_day END AS s
+    FROM pairs pr CROSS JOIN periods_of k JOIN rel r ON r.partner = pr.partner AND r.type = pr.type
+),
+declared_periods AS MATERIALIZED (
+    SELECT d.partner, d.type, k.period, d.lateness, d.contested,
+           CASE k.k WHEN 0 THEN d.day WHEN 1 THEN d.day - ((d.day + 3) % 7 + 7) % 7
+                    WHEN 2 THEN (date_trunc('month', date '1970-01-01' + d.day)::date - date '1970-01-01')
+                    ELSE r.first_day END AS s
+    FROM declared d CROSS JOIN periods_of k JOIN rel r ON r.partner = d.partner AND r.type = d.type
+),
 rotation AS (
     SELECT partner, type, period, s, sum(age * q)::float8 / sum(q) AS average,
            min(age) FILTER (WHERE running >= greatest(1, ceil(total * 0.5::float8))) AS median,
            min(age) FILTER (WHERE running >= greatest(1, ceil(total * 0.9::float8))) AS p90
     FROM (
-        SELECT p.partner, p.type, p.period, p.s, pr.age, pr.q,
-               sum(pr.q) OVER (PARTITION BY p.partner, p.type, p.period, p.s ORDER BY pr.age) AS running,
-               sum(pr.q) OVER (PARTITION BY p.partner, p.type, p.period, p.s) AS total
-        FROM pairs pr CROSS JOIN periods_of k JOIN rel r ON r.partner = pr.partner AND r.type = pr.type
-        JOIN periods p ON p.partner = pr.partner AND p.type = pr.type AND p.period = k.period
-         AND p.s = CASE k.k WHEN 0 THEN pr.return_day WHEN 1 THEN pr.return_day - ((pr.return_day + 3) % 7 + 7) % 7
-                            WHEN 2 THEN (date_trunc('month', date '1970-01-01' + pr.return_day)::date - date '1970-01-01')
-                            ELSE r.first_day END
+        SELECT x.partner, x.type, x.period, x.s, x.age, x.q,
+               sum(x.q) OVER (PARTITION BY x.partner, x.type, x.period, x.s ORDER BY x.age) AS running,
+               sum(x.q) OVER (PARTITION BY x.partner, x.type, x.period, x.s) AS total
+        FROM pair_periods x JOIN periods p USING (partner, type, period, s)
     ) x
     GROUP BY 1, 2, 3, 4
 ),
+-- Lateness percentiles by rank (nearest rank, as IndicatorMath.percentile): one sort of
+-- the declarations by period and lateness, then the element at ceil(n x f).
 declarations AS (
-    SELECT p.partner, p.type, p.period, p.s, count(*) AS n,
-           percentile_disc(0.5) WITHIN GROUP (ORDER BY d.lateness) AS late_median,
-           percentile_disc(0.9) WITHIN GROUP (ORDER BY d.lateness) AS late_p90,
-           count(*) FILTER (WHERE d.lateness <= 86400) AS within_24h, count(*) FILTER (WHERE d.contested) AS contested
-    FROM declared d CROSS JOIN periods_of k JOIN rel r ON r.partner = d.partner AND r.type = d.type
-    JOIN periods p ON p.partner = d.partner AND p.type = d.type AND p.period = k.period
-     AND p.s = CASE k.k WHEN 0 THEN d.day WHEN 1 THEN d.day - ((d.day + 3) % 7 + 7) % 7
-                        WHEN 2 THEN (date_trunc('month', date '1970-01-01' + d.day)::date - date '1970-01-01')
-                        ELSE r.first_day END
+    SELECT partner, type, period, s, max(n) AS n,
+           min(lateness) FILTER (WHERE rn = greatest(1, ceil(n * 0.5::float8))) AS late_median,
+           min(lateness) FILTER (WHERE rn = greatest(1, ceil(n * 0.9::float8))) AS late_p90,
+           count(*) FILTER (WHERE lateness <= 86400) AS within_24h, count(*) FILTER (WHERE contested) AS contested
+    FROM (
+        SELECT x.partner, x.type, x.period, x.s, x.lateness, x.contested,
+               row_number() OVER w AS rn, count(*) OVER (PARTITION BY x.partner, x.type, x.period, x.s) AS n
+        FROM declared_periods x JOIN periods p USING (partner, type, period, s)
+        WINDOW w AS (PARTITION BY x.partner, x.type, x.period, x.s ORDER BY x.lateness)
+    ) x
     GROUP BY 1, 2, 3, 4
 )
 SELECT :eco::uuid, f.partner, f.type, f.period::indicator_period, date '1970-01-01' + f.s, date '1970-01-01' + f.e,

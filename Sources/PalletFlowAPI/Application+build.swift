@@ -46,13 +46,15 @@ public enum PalletFlowMetrics {
 
 public typealias AppRequestContext = BasicRequestContext
 
-/// Wires the router: problem+json outermost, then metrics, request log, body limit and
+/// Wires the router: metrics outermost, then problem+json, request log, body limit and
 /// authentication, then the handlers generated from openapi.yaml.
 public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
-    router.middlewares.add(ProblemMiddleware(routes: routes))
+    // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
+    // as problem+json), not the error a handler threw.
     router.middlewares.add(MetricsMiddleware())
+    router.middlewares.add(ProblemMiddleware(routes: routes))
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))

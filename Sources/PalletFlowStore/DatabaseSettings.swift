@@ -24,14 +24,27 @@ public struct DatabaseSettings: Sendable {
 
     /// Parses `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...`.
     /// sslmode: disable, prefer (default), require (encrypted, unverified) or verify-full.
+    /// As with libpq, `?host=/a/directory` means the server's Unix socket in that directory
+    /// (`postgres://postgres@/palletflow?host=/var/run/postgresql`).
     public static func url(_ text: String, maximumConnections: Int = 20) throws -> DatabaseSettings {
         guard let components = URLComponents(string: text),
-              components.scheme == "postgres" || components.scheme == "postgresql",
-              let host = components.host, !host.isEmpty
+              components.scheme == "postgres" || components.scheme == "postgresql"
         else {
             throw EmbeddedPostgresError("DATABASE_URL must look like postgres://user:password@host:5432/database")
         }
         let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        if let directory = query["host"], directory.hasPrefix("/") {
+            let database = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            let socket = directory + "/.s.PGSQL.\(components.port ?? 5432)"
+            var configuration = PostgresClient.Configuration(
+                unixSocketPath: socket, username: components.user?.removingPercentEncoding ?? "postgres",
+                password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database)
+            configuration.options.maximumConnections = maximumConnections
+            return DatabaseSettings(configuration: configuration, displayName: "unix socket \(socket) db=\(database)")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw EmbeddedPostgresError("DATABASE_URL must look like postgres://user:password@host:5432/database (or ?host=/socket/directory)")
+        }
         let mode = query["sslmode"] ?? "prefer"
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         if let rootCertificate = query["sslrootcert"], !rootCertificate.isEmpty {

@@ -136,4 +136,86 @@ struct DaemonProcessTests {
         daemon.interrupt()
         #expect(try await waitForExit(daemon) == 0)
     }
+
+    @Test("two daemons on one database share nothing else: declarations through both, retries across them, exact balances")
+    func twoDaemons() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the daemon first: \(Self.binary)")
+        let (settings, url) = try await TestDatabase.shared.freshDatabaseURL()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pf-two-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let runtime = DatabaseRuntime(settings: settings, cluster: nil)
+        try await runtime.withClient(logger: TestDatabase.logger) { client in
+            let store = Store(client: client, logger: TestDatabase.logger)
+            let fixture = try await Fixture.make(store)
+            let ports = [Int.random(in: 20_000...30_000), Int.random(in: 30_001...40_000)]
+            var daemons: [Process] = []
+            for (index, port) in ports.enumerated() {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: Self.binary)
+                process.arguments = ["--port", String(port), "--log-format", "text", "--log-level", "warning"]
+                process.environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": url]) { $1 }
+                let log = directory.appendingPathComponent("daemon\(index).log")
+                _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+                process.standardOutput = try FileHandle(forWritingTo: log)
+                process.standardError = try FileHandle(forWritingTo: log)
+                try process.run()
+                daemons.append(process)
+            }
+            defer { for daemon in daemons where daemon.isRunning { daemon.interrupt() } }
+            for port in ports { #expect(try await waitUntilReady(port: port)) }
+
+            // 200 pickups of 1 to 7 pallets, alternately through each daemon, 16 at a time; every
+            // tenth is sent again through the other daemon with the same key (a retry).
+            let count = 200
+            let eventTime = hoursAgo(1)
+            func send(_ index: Int, through port: Int) async throws -> (Int, Data) {
+                var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(fixture.base)/movements")!)
+                request.httpMethod = "POST"
+                request.setValue("Bearer \(fixture.carrier.token)", forHTTPHeaderField: "Authorization")
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.setValue("two-daemons-\(index)", forHTTPHeaderField: "Idempotency-Key")
+                request.httpBody = try JSONSerialization.data(withJSONObject: [
+                    "kind": "pickup", "eventTime": eventTime,
+                    "from": ["partyId": fixture.shipper.id.lower, "siteId": fixture.shipper.site!.lower],
+                    "to": ["partyId": fixture.carrier.id.lower],
+                    "lines": [["palletType": "EPAL1", "quantity": index % 7 + 1]],
+                ] as [String: Any], options: [.sortedKeys])
+                let (data, response) = try await URLSession.shared.data(for: request)
+                return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+            }
+            let results = try await withThrowingTaskGroup(of: (Int, Int, Data, Data?).self) { group in
+                var collected: [(Int, Int, Data, Data?)] = []
+                for index in 0..<count {
+                    if index >= 16, let result = try await group.next() { collected.append(result) }
+                    group.addTask {
+                        let (status, body) = try await send(index, through: ports[index % 2])
+                        var retried: Data?
+                        if index % 10 == 0 { retried = try await send(index, through: ports[(index + 1) % 2]).1 }
+                        return (index, status, body, retried)
+                    }
+                }
+                for try await result in group { collected.append(result) }
+                return collected
+            }
+            #expect(results.count == count)
+            #expect(results.allSatisfy { $0.1 == 201 }, "\(results.filter { $0.1 != 201 }.map { String(decoding: $0.2, as: UTF8.self) }.prefix(3))")
+            // A retry through the other daemon answers the first response, byte for byte.
+            for result in results where result.3 != nil && result.2 != result.3 {
+                Issue.record("retry \(result.0): \(String(decoding: result.2, as: UTF8.self)) vs \(String(decoding: result.3!, as: UTF8.self))")
+                break
+            }
+            var filter = MovementFilter()
+            filter.limit = 1_000
+            let movements = try await store.movements(ecosystem: fixture.ecosystem, filter)
+            #expect(movements.count == count)
+            // Sum of (i mod 7) + 1 over i = 0..<200: 28 full weeks of 1...7 (28 x 28 = 784) and 1+2+3+4 = 10.
+            let owed = try await store.balances(ecosystem: fixture.ecosystem, classes: [.owed], party: fixture.carrier.id, asOf: nil)
+                .filter { $0.key.counterparty == fixture.shipper.id }.map(\.balance).reduce(0, +)
+            #expect(owed == 794)
+            #expect(try await store.verifyLedger(ecosystem: fixture.ecosystem).holds)
+            for daemon in daemons { daemon.interrupt() }
+            for daemon in daemons { #expect(try await waitForExit(daemon) == 0) }
+        }
+    }
 }

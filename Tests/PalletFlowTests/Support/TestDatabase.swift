@@ -56,6 +56,17 @@ actor TestDatabase {
         return DatabaseSettings.embedded(cluster, database: name, maximumConnections: 40)
     }
 
+    /// A fresh migrated database and a DATABASE_URL reaching it through the cluster's Unix
+    /// socket, for processes started by a test.
+    func freshDatabaseURL() async throws -> (DatabaseSettings, String) {
+        let cluster = try await start()
+        counter += 1
+        let name = "test_\(counter)"
+        try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: Self.template, logger: Self.logger)
+        return (DatabaseSettings.embedded(cluster, database: name, maximumConnections: 10),
+                "postgres://\(cluster.superuser)@localhost:\(cluster.port)/\(name)?host=\(cluster.socketDirectory)")
+    }
+
     /// An empty database with no schema at all (migration tests).
     func emptyDatabase() async throws -> DatabaseSettings {
         let cluster = try await start()

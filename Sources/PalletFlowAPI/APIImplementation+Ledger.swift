@@ -238,7 +238,7 @@ extension APIImplementation {
         filter.limit = 1000
         var text = CSV.line(MovementCSV.columns)
         while true {
-            let page = try await store.movements(ecosystem: caller.ecosystem, filter)
+            let page = try await readStore.movements(ecosystem: caller.ecosystem, filter)
             for movement in page {
                 for row in MovementCSV.rows(movementReference: movement.id.lowercase, movement.declaration, directory: directory) {
                     text += CSV.line(row)

@@ -48,7 +48,9 @@ public typealias AppRequestContext = BasicRequestContext
 
 /// Wires the router: metrics outermost, then problem+json, request log, body limit and
 /// authentication, then the handlers generated from openapi.yaml.
-public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
+public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
+    -> Router<AppRequestContext>
+{
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
     // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
@@ -58,7 +60,7 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
-    let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger,
+    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
@@ -68,11 +70,12 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
 
 /// The daemon's application: the router plus the services that live and die with it
 /// (the PostgreSQL client pool, and the in-process worker when asked for).
-public func buildApplication(store: Store, settings: ServerSettings, services: [any Service], logger: Logger,
+public func buildApplication(store: Store, readStore: Store? = nil, settings: ServerSettings, services: [any Service],
+                             logger: Logger,
                              beforeServerStarts: @escaping @Sendable () async throws -> Void = {}) throws
     -> some ApplicationProtocol
 {
-    let router = try buildRouter(store: store, settings: settings, logger: logger)
+    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger)
     var server: HTTPServerBuilder = .http1()
     if let tls = settings.tls {
         let chain: [NIOSSLCertificate]

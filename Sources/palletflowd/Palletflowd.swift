@@ -105,6 +105,21 @@ struct Palletflowd: AsyncParsableCommand {
 
         let client = runtime.makeClient(logger: logger)
         let store = Store(client: client, logger: logger)
+        // Read-heavy answers from a streaming replica, when one is given.
+        var readStore: Store?
+        var readClient: PostgresClient?
+        if let readURL = ProcessInfo.processInfo.environment["READ_DATABASE_URL"], !readURL.isEmpty {
+            let settings: DatabaseSettings
+            do {
+                settings = try DatabaseSettings.url(readURL, maximumConnections: databaseConnections)
+            } catch let error as EmbeddedPostgresError {
+                throw ValidationError("READ_DATABASE_URL: \(error.description)")
+            }
+            let replica = PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
+            readClient = replica
+            readStore = Store(client: replica, logger: logger)
+            logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
+        }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections,
                                       tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } })
@@ -113,8 +128,9 @@ struct Palletflowd: AsyncParsableCommand {
         let host = host
         let port = port
         var services: [any Service] = [client]
+        if let readClient { services.append(readClient) }
         if withWorker { services.append(WorkerService(store: store, schemaWait: .seconds(600))) }
-        let app = try buildApplication(store: store, settings: settings, services: services, logger: logger) {
+        let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
                 try await Migrator().migrate(client, logger: logger)
             }

@@ -17,13 +17,18 @@ public struct ServerSettings: Sendable {
     public var bodyLimitBytes: Int
     /// The database pool's size, reported in /metrics.
     public var databaseConnections: Int
+    /// Requests per second allowed per API token (bursts of twice that); 0 disables the limit.
+    public var rateLimitPerToken: Double
+
+    public static let defaultRateLimitPerToken: Double = 500
 
     public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
-                databaseConnections: Int = 20) {
+                databaseConnections: Int = 20, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
         self.databaseConnections = databaseConnections
+        self.rateLimitPerToken = rateLimitPerToken
     }
 }
 
@@ -38,8 +43,8 @@ public enum PalletFlowMetrics {
 
 public typealias AppRequestContext = BasicRequestContext
 
-/// Wires the router: problem+json outermost, then metrics, request log, body limit and
-/// authentication, then the handlers generated from openapi.yaml.
+/// Wires the router: problem+json outermost, then metrics, request log, body limit,
+/// authentication and the per-token rate limit, then the handlers generated from openapi.yaml.
 public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
@@ -48,6 +53,7 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
+    router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(perSecond: settings.rateLimitPerToken)))
     let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))

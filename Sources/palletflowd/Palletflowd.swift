@@ -43,6 +43,11 @@ struct Palletflowd: AsyncParsableCommand {
     @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
     var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
 
+    @Option(name: .customLong("rate-limit-per-token"),
+            help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables.")
+    var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
+        ?? ServerSettings.defaultRateLimitPerToken
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
@@ -85,7 +90,7 @@ struct Palletflowd: AsyncParsableCommand {
         let client = runtime.makeClient(logger: logger)
         let store = Store(client: client, logger: logger)
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
-                                      databaseConnections: databaseConnections)
+                                      databaseConnections: databaseConnections, rateLimitPerToken: max(0, rateLimitPerToken))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host

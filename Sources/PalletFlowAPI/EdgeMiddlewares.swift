@@ -185,6 +185,7 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             var headers = response.headers
             headers[.contentLength] = nil
             headers[.contentType] = "application/json; charset=utf-8"
+            headers[.idempotentReplayed] = idempotency.replayed ? "true" : nil
             response = Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
         }
         return response

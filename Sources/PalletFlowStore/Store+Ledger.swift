@@ -75,8 +75,8 @@ public enum PostOutcome: Sendable, Equatable {
 }
 
 extension Store {
-    /// Writes movements, their lines, entries, account balances, notes and the idempotency
-    /// record in one SQL statement: one round trip, all or nothing. Accounts are upserted
+    /// Writes movements, their lines, entries, account balances, notes, audit rows and the
+    /// idempotency record in one SQL statement: one round trip, all or nothing. Accounts are upserted
     /// in their natural-key order, the global lock order, so concurrent writers on the
     /// same accounts queue up instead of deadlocking.
     public func post(ecosystem: UUID, by member: UUID, _ movements: [MovementToPost],
@@ -183,6 +183,13 @@ extension Store {
             ), ne AS (
                 INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, by_membership_id)
                 SELECT \(ecosystem), nt.id, 'issued', nt.quantity, \(member) FROM nt
+            ), au AS (
+                -- Who declared what and when: one audit row per movement posted.
+                INSERT INTO audit_log (ecosystem_id, membership_id, action, subject_id, detail)
+                SELECT \(ecosystem), \(member), 'movement.declare', x.id,
+                       jsonb_build_object('source', x.source, 'kind', x.kind)
+                FROM unnest(\(m.id)::uuid[], \(m.source)::text[], \(m.kind)::text[]) AS x(id, source, kind)
+                WHERE EXISTS (SELECT 1 FROM go)
             )
             SELECT (SELECT count(*) FROM key)::int8, (SELECT count(*) FROM mv)::int8, (SELECT count(*) FROM en)::int8,
                    k.request_hash, k.response_status::int4, k.response_body

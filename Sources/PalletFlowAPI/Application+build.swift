@@ -58,6 +58,7 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
+    WebApp(api: api).register(on: router, table: routes)
     return router
 }
 

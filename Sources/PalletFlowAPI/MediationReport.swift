@@ -133,7 +133,7 @@ struct MediationReport: Sendable {
         }
         var page = """
             <!doctype html>
-            <html lang="en"><head><meta charset="utf-8"><title>\(escape(session.title))</title>
+            <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>\(escape(session.title))</title>
             <style>
             body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:60rem;color:#1d2733;line-height:1.45}
             h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;border-bottom:2px solid #1f6f8b;padding-bottom:.2rem;margin-top:2rem}
@@ -182,12 +182,15 @@ struct MediationReport: Sendable {
                 </tbody></table>
                 """
             let months = participant.months.sorted { $0.key < $1.key }
-            page += Chart.line(title: "Restitution rate by month (%)",
-                               points: months.map { (String(Instant.date(ofDay: $0.key).prefix(7)), ($0.value.measure(.restitutionRate) ?? 0) * 100) })
-            page += Chart.line(title: "Pallets out at month end",
-                               points: months.map { (String(Instant.date(ofDay: $0.key).prefix(7)), Double($0.value.outstanding)) })
-            page += Chart.bars(title: "Aging of pallets out today (pallets)",
-                               bars: zip(["0-30 days", "31-60", "61-90", "90+"], participant.aging).map { ($0, Double($1)) })
+            page += WebChart.line(title: "Restitution rate by month (%)", unit: "%", series: [("Restitution", months.map {
+                (String(Instant.date(ofDay: $0.key).prefix(7)), ($0.value.measure(.restitutionRate) ?? 0) * 100)
+            })], dataLabel: "Data")
+            page += WebChart.line(title: "Pallets out at month end", unit: "pallets", series: [("Pallets out", months.map {
+                (String(Instant.date(ofDay: $0.key).prefix(7)), Double($0.value.outstanding))
+            })], dataLabel: "Data")
+            page += WebChart.bars(title: "Aging of pallets out today (pallets)", unit: "pallets",
+                                  bars: zip(["0-30 days", "31-60", "61-90", "90+"], participant.aging).map { ($0, Double($1)) },
+                                  dataLabel: "Data")
             page += "<h3>Open discrepancies</h3>"
             if participant.openDiscrepancies.isEmpty { page += "<p>None.</p>" } else {
                 page += "<table><thead><tr><th>Movement</th><th>Declared (qty / empties)</th><th>Contested (qty / empties)</th><th>Evidence</th><th>Note</th></tr></thead><tbody>"
@@ -233,45 +236,5 @@ struct MediationReport: Sendable {
         }
         page += "<p class=\"meta\">Resolutions decided at this session: \(session.resolvedDiscrepancies.count).</p></section></body></html>\n"
         return page
-    }
-}
-
-/// Small server-drawn SVG charts with axis labels and the data table beside them.
-enum Chart {
-    static func line(title: String, points: [(String, Double)]) -> String {
-        guard !points.isEmpty else { return "<p class=\"meta\">\(title): no data yet.</p>" }
-        let width = 560.0, height = 180.0, left = 48.0, bottom = 28.0
-        let maximum = max(points.map(\.1).max() ?? 1, 1)
-        let step = points.count > 1 ? (width - left - 10) / Double(points.count - 1) : 0
-        let coordinates = points.enumerated().map { index, point in
-            (left + Double(index) * step, height - bottom - (point.1 / maximum) * (height - bottom - 10))
-        }
-        var svg = "<figure><svg role=\"img\" aria-label=\"\(title)\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
-        svg += "<line x1=\"\(left)\" y1=\"10\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
-        svg += "<text x=\"4\" y=\"16\" font-size=\"11\">\(String(format: "%.0f", maximum))</text><text x=\"4\" y=\"\(height - bottom)\" font-size=\"11\">0</text>"
-        svg += "<polyline fill=\"none\" stroke=\"#1f6f8b\" stroke-width=\"2\" points=\"\(coordinates.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " "))\"/>"
-        for (index, point) in points.enumerated() where index % max(1, points.count / 6) == 0 || index == points.count - 1 {
-            svg += "<text x=\"\(String(format: "%.1f", coordinates[index].0 - 18))\" y=\"\(height - 8)\" font-size=\"10\">\(point.0)</text>"
-        }
-        svg += "</svg><figcaption>\(title)</figcaption></figure>"
-        svg += "<details><summary>Data</summary><table><tbody>" + points.map { "<tr><td>\($0.0)</td><td class=\"n\">\(String(format: "%.1f", $0.1))</td></tr>" }.joined() + "</tbody></table></details>"
-        return svg
-    }
-
-    static func bars(title: String, bars: [(String, Double)]) -> String {
-        let width = 560.0, height = 160.0, left = 48.0, bottom = 28.0
-        let maximum = max(bars.map(\.1).max() ?? 1, 1)
-        let slot = (width - left) / Double(max(bars.count, 1))
-        var svg = "<figure><svg role=\"img\" aria-label=\"\(title)\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
-        for (index, bar) in bars.enumerated() {
-            let barHeight = bar.1 / maximum * (height - bottom - 12)
-            let x = left + Double(index) * slot + slot * 0.15
-            svg += "<rect x=\"\(String(format: "%.1f", x))\" y=\"\(String(format: "%.1f", height - bottom - barHeight))\" width=\"\(String(format: "%.1f", slot * 0.7))\" height=\"\(String(format: "%.1f", barHeight))\" fill=\"#e07a1f\"/>"
-            svg += "<text x=\"\(String(format: "%.1f", x))\" y=\"\(height - 10)\" font-size=\"11\">\(bar.0): \(Int(bar.1))</text>"
-        }
-        svg += "</svg><figcaption>\(title)</figcaption></figure>"
-        return svg
     }
 }

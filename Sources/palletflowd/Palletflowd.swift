@@ -120,6 +120,7 @@ func printDemoBanner(_ seeded: DemoEcosystem.Seeded, host: String, port: Int) {
     var lines = [
         "",
         "PalletFlow is running: \(seeded.name)",
+        "  dashboard      \(base)/app  (sign in with a token below: the shipper's, a carrier's, the coordinator's)",
         "  API            \(base)/v1   (contract: \(base)/openapi.yaml)",
         "  health         \(base)/readyz",
         "  ecosystem id   \(seeded.ecosystemId)",

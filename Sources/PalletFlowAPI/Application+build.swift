@@ -1,7 +1,10 @@
 import PalletFlowContract
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
+import NIOSSL
 import Metrics
 import OpenAPIHummingbird
 import OpenAPIRuntime
@@ -17,19 +20,25 @@ public struct ServerSettings: Sendable {
     public var bodyLimitBytes: Int
     /// The database pool's size, reported in /metrics.
     public var databaseConnections: Int
+    /// PEM files of the certificate chain and its private key: HTTPS when given.
+    public var tls: (certificateChain: String, privateKey: String)?
     /// Requests per second allowed per API token (bursts of twice that); 0 disables the limit.
     public var rateLimitPerToken: Double
 
     public static let defaultRateLimitPerToken: Double = 500
 
     public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
-                databaseConnections: Int = 20, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken) {
+                databaseConnections: Int = 20, tls: (certificateChain: String, privateKey: String)? = nil,
+                rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
         self.databaseConnections = databaseConnections
+        self.tls = tls
         self.rateLimitPerToken = rateLimitPerToken
     }
+
+    public var scheme: String { tls == nil ? "http" : "https" }
 }
 
 /// One Prometheus registry per process, bootstrapped into swift-metrics on first use.
@@ -43,13 +52,15 @@ public enum PalletFlowMetrics {
 
 public typealias AppRequestContext = BasicRequestContext
 
-/// Wires the router: problem+json outermost, then metrics, request log, body limit,
+/// Wires the router: metrics outermost, then problem+json, request log, body limit,
 /// authentication and the per-token rate limit, then the handlers generated from openapi.yaml.
 public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
-    router.middlewares.add(ProblemMiddleware(routes: routes))
+    // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
+    // as problem+json), not the error a handler threw.
     router.middlewares.add(MetricsMiddleware())
+    router.middlewares.add(ProblemMiddleware(routes: routes))
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
@@ -58,7 +69,7 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
-    WebApp(api: api).register(on: router, table: routes)
+    WebApp(api: api, servesTLS: settings.tls != nil).register(on: router, table: routes)
     return router
 }
 
@@ -69,11 +80,33 @@ public func buildApplication(store: Store, settings: ServerSettings, services: [
     -> some ApplicationProtocol
 {
     let router = try buildRouter(store: store, settings: settings, logger: logger)
+    var server: HTTPServerBuilder = .http1()
+    if let tls = settings.tls {
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(tls.certificateChain)
+            key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+        } catch {
+            throw TLSSetupError(detail: "cannot read the TLS certificate \(tls.certificateChain) or key \(tls.privateKey): \(error). Give PEM files readable by this process.")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) },
+                                                                     privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        server = try .tls(tlsConfiguration: configuration)
+    }
     var app = Application(
         router: router,
+        server: server,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "palletflowd"),
         logger: logger)
     for service in services { app.addServices(service) }
     app.beforeServerStarts(perform: beforeServerStarts)
     return app
+}
+
+/// The daemon was asked for HTTPS but cannot load what it needs.
+public struct TLSSetupError: Error, CustomStringConvertible {
+    public var detail: String
+    public var description: String { detail }
 }

@@ -28,11 +28,18 @@ extension Store {
     /// bilateral account mirrors its counterpart, and that each movement balances.
     /// `ecosystem` nil checks every ecosystem.
     public func verifyLedger(ecosystem: UUID? = nil) async throws -> LedgerVerification {
-        let none = noneID
-        let scope = ecosystem ?? none
-        return try await transaction { connection in
+        try await transaction { connection in
             // One snapshot for all checks, so concurrent writers cannot cause false alarms.
             try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            return try await verifyLedger(ecosystem: ecosystem, on: connection)
+        }
+    }
+
+    /// The same checks inside the caller's transaction (a restore checks what it wrote).
+    public func verifyLedger(ecosystem: UUID?, on connection: PostgresConnection) async throws -> LedgerVerification {
+        let none = noneID
+        let scope = ecosystem ?? none
+        do {
             var report = LedgerVerification(accounts: 0, entries: 0, movements: 0, balanceMismatches: [],
                                             conservationViolations: [], mirrorViolations: [], unbalancedMovements: [])
             for try await (accounts, entries, movements) in try await connection.query("""

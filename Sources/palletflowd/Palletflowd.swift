@@ -48,11 +48,32 @@ struct Palletflowd: AsyncParsableCommand {
     var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
         ?? ServerSettings.defaultRateLimitPerToken
 
+    @Option(name: .customLong("tls-certificate"),
+            help: "PEM certificate chain: serve HTTPS (with --tls-key; env PALLETFLOW_TLS_CERTIFICATE).")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of the certificate (env PALLETFLOW_TLS_KEY).")
+    var tlsKey: String?
+
+    /// The flag, else the environment variable when it is set and not empty.
+    static func setting(_ flag: String?, _ variable: String) -> String? {
+        flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    var certificatePath: String? { Self.setting(tlsCertificate, "PALLETFLOW_TLS_CERTIFICATE") }
+    var keyPath: String? { Self.setting(tlsKey, "PALLETFLOW_TLS_KEY") }
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
     @Option(name: .customLong("log-format"), help: "json (default) or text.")
     var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
+
+    func validate() throws {
+        if (certificatePath == nil) != (keyPath == nil) {
+            throw ValidationError("--tls-certificate and --tls-key go together: give both to serve HTTPS, or neither for HTTP.")
+        }
+    }
 
     func run() async throws {
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
@@ -90,7 +111,9 @@ struct Palletflowd: AsyncParsableCommand {
         let client = runtime.makeClient(logger: logger)
         let store = Store(client: client, logger: logger)
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
-                                      databaseConnections: databaseConnections, rateLimitPerToken: max(0, rateLimitPerToken))
+                                      databaseConnections: databaseConnections,
+                                      tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } },
+                                      rateLimitPerToken: max(0, rateLimitPerToken))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host
@@ -103,7 +126,7 @@ struct Palletflowd: AsyncParsableCommand {
             }
             if seedDemo {
                 let seeded = try await DemoEcosystem.seed(store)
-                printDemoBanner(seeded, host: host, port: port)
+                printDemoBanner(seeded, host: host, port: port, scheme: settings.scheme)
             }
         }
         do {
@@ -115,8 +138,8 @@ struct Palletflowd: AsyncParsableCommand {
     }
 }
 
-func printDemoBanner(_ seeded: DemoEcosystem.Seeded, host: String, port: Int) {
-    let base = "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+func printDemoBanner(_ seeded: DemoEcosystem.Seeded, host: String, port: Int, scheme: String) {
+    let base = "\(scheme)://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
     var lines = [
         "",
         "PalletFlow is running: \(seeded.name)",

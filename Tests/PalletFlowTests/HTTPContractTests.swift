@@ -65,7 +65,12 @@ struct HTTPContractTests {
             #expect(ready.status == .ok)
             #expect(ready.json["status"] as? String == "ok")
             _ = try await api.get("/v1/me", token: fixture.shipper.token)
+            // A 404 answered as problem+json is counted as a 404, not as a server error.
+            _ = try await api.get("/v1/no-such-route", token: nil)
             let metrics = try await api.get("/metrics", token: nil)
+            #expect(metrics.text.contains("hb_requests{http_route=\"NotFound\",http_request_method=\"GET\",http_response_status_code=\"404\"}"))
+            // No request of any test was counted as a 500: errors answered as problem+json keep their status.
+            #expect(!metrics.text.contains("status_code=\"500\""), "\(metrics.text)")
             #expect(metrics.status == .ok)
             #expect(metrics.text.contains("http_server_request_duration"))
             #expect(metrics.text.contains("hb_requests"))

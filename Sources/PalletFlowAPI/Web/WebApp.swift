@@ -12,6 +12,8 @@ import PalletFlowStore
 /// member, so it obeys exactly the API's role and tenant rules and shows the API's numbers.
 struct WebApp: Sendable {
     let api: APIImplementation
+    /// The daemon itself serves HTTPS: cookies are always Secure.
+    var servesTLS = false
     static let sessionCookie = "pf_session"
     static let signInCookie = "pf_signin"
     static let languageCookie = "pf_lang"
@@ -30,7 +32,7 @@ struct WebApp: Sendable {
             try await api.store.endWebSession(session)
             _ = page
             var response = Self.redirect("/app/sign-in")
-            response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.sessionCookie, "", maxAge: 0, request: request)))
+            response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.sessionCookie, "", maxAge: 0, request: request, secure: servesTLS)))
             return response
         } }
         add(.get, "/app/language/{language}") { request, context in
@@ -39,7 +41,7 @@ struct WebApp: Sendable {
             if !back.hasPrefix("/app") || back.contains("//") { back = "/app" }
             var response = Self.redirect(back)
             response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(
-                Self.languageCookie, language.rawValue, maxAge: 365 * 86_400, request: request, httpOnly: false)))
+                Self.languageCookie, language.rawValue, maxAge: 365 * 86_400, request: request, httpOnly: false, secure: servesTLS)))
             return response
         }
         add(.get, "/app") { request, context in try await page(request, context) { page, _, _ in try await overview(page) } }
@@ -162,7 +164,7 @@ struct WebApp: Sendable {
             <p class="meta"><a href="/app/language/\(other.rawValue)?back=/app/sign-in" lang="\(other.rawValue)">\(other.name)</a></p>
             """
         var response = Self.html(status, Layout.bare(language: language, title: t("Sign in"), body: body))
-        response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.signInCookie, nonce, maxAge: 3600, request: request)))
+        response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.signInCookie, nonce, maxAge: 3600, request: request, secure: servesTLS)))
         return response
     }
 
@@ -205,8 +207,10 @@ struct WebApp: Sendable {
             response = Self.redirect(home)
         }
         response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(
-            Self.sessionCookie, secret.text, maxAge: Int(Self.sessionLifetime.components.seconds), request: request)))
-        response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.signInCookie, "", maxAge: 0, request: request)))
+            Self.sessionCookie, secret.text, maxAge: Int(Self.sessionLifetime.components.seconds), request: request,
+            secure: servesTLS)))
+        response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(Self.signInCookie, "", maxAge: 0, request: request,
+                                                                               secure: servesTLS)))
         return response
     }
 
@@ -234,10 +238,11 @@ struct WebApp: Sendable {
 
     /// HttpOnly, SameSite=Strict, Secure when the request came over TLS (directly or via a
     /// proxy that says so).
-    static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request, httpOnly: Bool = true) -> String {
+    static func cookie(_ name: String, _ value: String, maxAge: Int, request: Request, httpOnly: Bool = true,
+                       secure: Bool) -> String {
         var text = "\(name)=\(value); Path=/; Max-Age=\(maxAge); SameSite=Strict"
         if httpOnly { text += "; HttpOnly" }
-        if request.uri.scheme == .https || request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" {
+        if secure || request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https" {
             text += "; Secure"
         }
         return text

@@ -45,6 +45,7 @@ extension APIImplementation {
             return .created(.init(body: .json(output)))
         case .replay(let status, let stored):
             idempotency.response = (status, stored)
+            idempotency.replayed = true
             return .created(.init(body: .json(try JSONDecoder().decode(Components.Schemas.Movement.self, from: Data(stored)))))
         case .keyReused:
             throw Self.keyReused
@@ -194,6 +195,7 @@ extension APIImplementation {
             return result
         case .replay(let status, let stored):
             idempotency.response = (status, stored)
+            idempotency.replayed = true
             return try JSONDecoder().decode(Components.Schemas.BatchResult.self, from: Data(stored))
         case .keyReused:
             throw Self.keyReused

@@ -43,6 +43,11 @@ struct Palletflowd: AsyncParsableCommand {
     @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
     var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
 
+    @Option(name: .customLong("rate-limit-per-token"),
+            help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables.")
+    var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
+        ?? ServerSettings.defaultRateLimitPerToken
+
     @Option(name: .customLong("tls-certificate"),
             help: "PEM certificate chain: serve HTTPS (with --tls-key; env PALLETFLOW_TLS_CERTIFICATE).")
     var tlsCertificate: String?
@@ -122,7 +127,8 @@ struct Palletflowd: AsyncParsableCommand {
         }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections,
-                                      tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } })
+                                      tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } },
+                                      rateLimitPerToken: max(0, rateLimitPerToken))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host

@@ -50,10 +50,6 @@ struct MediationReport: Sendable {
         let thisPeriod = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay, endDay: session.periodEndDay)
         let previous = try await store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay)
         let trend = try await store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366, endDay: session.periodEndDay)
-        let balances = try await store.balances(ecosystem: id, classes: [.owed], party: nil, asOf: nil)
-        let notes = try await store.palletNotes(ecosystem: id, party: nil)
-        let discrepancies = try await store.discrepancies(ecosystem: id, openOnly: true)
-        let disputed = try await store.movements(ecosystem: id, ids: discrepancies.map(\.movement))
         var toDate: [UUID: [Int64]] = [:]
         for row in try await store.indicators(ecosystem: id, partner: nil, palletType: nil, period: "to_date", fromDay: nil, untilDay: nil) {
             var buckets = toDate[row.key.partner] ?? [0, 0, 0, 0]
@@ -68,6 +64,12 @@ struct MediationReport: Sendable {
             // A partner reading the report sees its own figures and the shipper's, no other partner's.
             guard caller.role.readsWholeEcosystem || member.id == caller.membership
                 || session.participants.contains(caller.membership) else { continue }
+            // Read per participant, so the report costs what the participants' own facts cost,
+            // not what the whole ecosystem's do (docs/performance.md, B6).
+            let balances = try await store.balances(ecosystem: id, classes: [.owed], party: member.id, asOf: nil)
+            let notes = try await store.palletNotes(ecosystem: id, party: member.id)
+            let discrepancies = try await store.discrepancies(ecosystem: id, openOnly: true, party: member.id)
+            let disputed = try await store.movements(ecosystem: id, ids: discrepancies.map(\.movement))
             var owed: [UUID: (Int64, Int64)] = [:]
             for balance in balances where balance.key.party == member.id && balance.key.counterparty == shipper.id {
                 let previous = owed[balance.key.palletType] ?? (0, 0)

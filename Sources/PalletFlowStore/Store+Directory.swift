@@ -134,6 +134,7 @@ extension Store {
             try await audit(connection, ecosystem: ecosystem, by: actor, action: active ? "member.activate" : "member.deactivate",
                             subject: id)
         }
+        if !active { tokenCache.invalidate { $0.membership == id } }
     }
 
     // MARK: Sites
@@ -325,22 +326,23 @@ extension Store {
             guard found else { throw StoreError.notFound("token") }
             try await audit(connection, ecosystem: ecosystem, by: actor, action: "token.revoke", subject: token)
         }
+        tokenCache.invalidate { $0.token == token }
     }
 
     /// The caller behind a token secret, if the token is live and its membership active.
+    /// Served from `tokenCache` when the token was looked up less than its lifetime ago.
     public func authenticate(_ secret: TokenSecret) async throws -> Caller? {
         guard secret.isWellFormed else { return nil }
-        let rows = try await client.query("""
-            SELECT t.ecosystem_id, t.membership_id, o.id, o.name, m.role::text, t.id
-            FROM api_tokens t
-            JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
-            JOIN organisations o ON o.id = m.organisation_id
-            WHERE t.token_hash = \(ByteBuffer(bytes: secret.hash)) AND t.revoked_at IS NULL AND m.active
-            """, logger: logger)
-        for try await (ecosystem, membership, organisation, name, role, token) in rows.decode((UUID, UUID, UUID, String, String, UUID).self) {
+        let hash = secret.hash
+        let (cached, generation) = tokenCache.get(hash)
+        if let cached { return cached }
+        for try await (ecosystem, membership, organisation, name, role, token) in try await client.execute(
+            AuthenticateStatement(hash: hash), logger: logger) {
             guard let role = Role(rawValue: role) else { return nil }
-            return Caller(ecosystem: ecosystem, membership: membership, organisation: organisation,
-                          organisationName: name, role: role, token: token)
+            let caller = Caller(ecosystem: ecosystem, membership: membership, organisation: organisation,
+                                organisationName: name, role: role, token: token)
+            tokenCache.put(hash, caller, lookedUpAt: generation)
+            return caller
         }
         return nil
     }
@@ -368,6 +370,7 @@ extension Store {
             UPDATE api_tokens SET revoked_at = now()
             WHERE ecosystem_id = \(ecosystem) AND name = \(name) AND revoked_at IS NULL
             """, logger: logger)
+        tokenCache.invalidate { $0.ecosystem == ecosystem }
     }
 }
 
@@ -404,7 +407,7 @@ extension Store {
     public func rotateToken(ecosystem: UUID, token: UUID, by actor: UUID?) async throws -> (TokenRecord, TokenSecret) {
         let secret = TokenSecret.generate()
         let id = newID()
-        return try await transaction { connection in
+        let rotated = try await transaction { connection in
             var found: (UUID, String)?
             for try await row in try await connection.query("""
                 UPDATE api_tokens SET revoked_at = now()
@@ -421,6 +424,8 @@ extension Store {
             try await audit(connection, ecosystem: ecosystem, by: actor, action: "token.rotate", subject: id)
             return (TokenRecord(id: id, member: member, name: name, createdAt: created, revokedAt: nil), secret)
         }
+        tokenCache.invalidate { $0.token == token }
+        return rotated
     }
 
     /// Deletes idempotency keys and finished jobs older than the given ages. Keys are kept
@@ -441,4 +446,27 @@ extension Store {
             """, logger: logger).decode(Int64.self) { jobs = count }
         return (keys, jobs)
     }
+}
+
+/// `Store.authenticate`'s lookup, prepared once per connection.
+struct AuthenticateStatement: PostgresPreparedStatement {
+    static let name = "palletflow_authenticate_v1"
+    static let sql = """
+        SELECT t.ecosystem_id, t.membership_id, o.id, o.name, m.role::text, t.id
+        FROM api_tokens t
+        JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
+        JOIN organisations o ON o.id = m.organisation_id
+        WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND m.active
+        """
+    typealias Row = (UUID, UUID, UUID, String, String, UUID)
+
+    let hash: [UInt8]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(ByteBuffer(bytes: hash))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

@@ -91,8 +91,53 @@ extension Store {
             for posting in movement.postings { p.append(movement, posting) }
             for note in movement.notes { n.append(movement.id, note) }
         }
+        let statement = PostStatement(query: Self.postQuery(ecosystem: ecosystem, member: member, m, l, p, n,
+                                                            idempotency: idempotency))
+        @Sendable func execute(_ connection: PostgresConnection) async throws -> PostOutcome? {
+            var outcome: PostOutcome?
+            for try await (insertedKeys, _, _, hash, status, body) in try await connection.execute(statement, logger: logger) {
+                if idempotency == nil || insertedKeys == 1 {
+                    outcome = .posted
+                } else if let hash, let status, let body {
+                    outcome = Array(buffer: hash) == idempotency!.requestHash
+                        ? .replay(status: Int(status), body: Array(buffer: body)) : .keyReused
+                }
+            }
+            return outcome
+        }
+        let outcome: PostOutcome?
+        do {
+            if let connection {
+                outcome = try await execute(connection)
+            } else {
+                // An explicit transaction, not an implicit one: in the extended query protocol
+                // PostgreSQL sends CommandComplete before it commits an implicit transaction
+                // (at Sync), so a crash in between would lose a write already answered 201.
+                // COMMIT completes only once the transaction is durable.
+                outcome = try await transaction { connection in try await execute(connection) }
+            }
+        } catch let error as PSQLError where error.sqlState == SQLState.uniqueViolation {
+            if error.constraintName == "movements_reverses_once" {
+                throw StoreError.conflict("this movement has already been reversed")
+            }
+            if error.constraintName == "pallet_notes_serial_key" {
+                throw StoreError.invalid([FieldError("palletNote.serial", "a pallet note with this serial already exists")])
+            }
+            throw error
+        }
+        if let outcome { return outcome }
+        // The key was taken by a concurrent request that committed after this statement
+        // started: read what it stored.
+        return try await storedResponse(ecosystem: ecosystem, member: member, key: idempotency!)
+    }
+
+    /// The statement of `post`. Its text does not depend on the values (they are all bound),
+    /// so it is prepared once per connection (`PostStatement`): PostgreSQL then skips
+    /// parsing and planning this large statement at every declaration (docs/performance.md).
+    static func postQuery(ecosystem: UUID, member: UUID, _ m: MovementColumns, _ l: LineColumns, _ p: PostingColumns,
+                          _ n: NoteColumns, idempotency: IdempotentWrite?) -> PostgresQuery {
         let key = idempotency?.key ?? ""
-        let query: PostgresQuery = """
+        return """
             WITH lock AS (
                 -- Shared among writers; the indicators' watermark reader takes it exclusively.
                 SELECT pg_advisory_xact_lock_shared(hashtextextended(\(ecosystem)::text, 7)) AS held
@@ -197,44 +242,6 @@ extension Store {
             LEFT JOIN idempotency_keys k
               ON k.ecosystem_id = \(ecosystem) AND k.membership_id = \(member) AND k.key = \(key)
             """
-        @Sendable func execute(_ connection: PostgresConnection) async throws -> PostOutcome? {
-            var outcome: PostOutcome?
-            for try await (insertedKeys, _, _, hash, status, body) in try await connection.query(query, logger: logger).decode(
-                (Int64, Int64, Int64, ByteBuffer?, Int32?, ByteBuffer?).self)
-            {
-                if idempotency == nil || insertedKeys == 1 {
-                    outcome = .posted
-                } else if let hash, let status, let body {
-                    outcome = Array(buffer: hash) == idempotency!.requestHash
-                        ? .replay(status: Int(status), body: Array(buffer: body)) : .keyReused
-                }
-            }
-            return outcome
-        }
-        let outcome: PostOutcome?
-        do {
-            if let connection {
-                outcome = try await execute(connection)
-            } else {
-                // An explicit transaction, not an implicit one: in the extended query protocol
-                // PostgreSQL sends CommandComplete before it commits an implicit transaction
-                // (at Sync), so a crash in between would lose a write already answered 201.
-                // COMMIT completes only once the transaction is durable.
-                outcome = try await transaction { connection in try await execute(connection) }
-            }
-        } catch let error as PSQLError where error.sqlState == SQLState.uniqueViolation {
-            if error.constraintName == "movements_reverses_once" {
-                throw StoreError.conflict("this movement has already been reversed")
-            }
-            if error.constraintName == "pallet_notes_serial_key" {
-                throw StoreError.invalid([FieldError("palletNote.serial", "a pallet note with this serial already exists")])
-            }
-            throw error
-        }
-        if let outcome { return outcome }
-        // The key was taken by a concurrent request that committed after this statement
-        // started: read what it stored.
-        return try await storedResponse(ecosystem: ecosystem, member: member, key: idempotency!)
     }
 
     func storedResponse(ecosystem: UUID, member: UUID, key: IdempotentWrite) async throws -> PostOutcome {
@@ -274,6 +281,21 @@ extension Store {
         }
         return result
     }
+}
+
+/// `Store.post`'s statement as a named prepared statement: prepared on a connection the
+/// first time it runs there, then only bound and executed.
+struct PostStatement: PostgresPreparedStatement {
+    static let name = "palletflow_post_v1"
+    /// The text of `Store.postQuery`, which is the same whatever the values.
+    static let sql = Store.postQuery(ecosystem: noneID, member: noneID, MovementColumns(), LineColumns(), PostingColumns(),
+                                     NoteColumns(), idempotency: nil).sql
+    typealias Row = (Int64, Int64, Int64, ByteBuffer?, Int32?, ByteBuffer?)
+
+    let query: PostgresQuery
+
+    func makeBindings() throws -> PostgresBindings { query.binds }
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
 // Column arrays for unnest(): postgres-nio binds arrays of non-optional values, so "none"

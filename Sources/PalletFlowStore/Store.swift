@@ -8,10 +8,13 @@ import PostgresNIO
 public struct Store: Sendable {
     public let client: PostgresClient
     public let logger: Logger
+    /// Authenticated tokens of this process (see `TokenCache` for when revocations apply).
+    public let tokenCache: TokenCache
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
         self.client = client
         self.logger = logger
+        self.tokenCache = TokenCache(lifetime: tokenCacheLifetime)
     }
 }
 

@@ -48,6 +48,10 @@ struct Palletflowd: AsyncParsableCommand {
     var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
         ?? ServerSettings.defaultRateLimitPerToken
 
+    @Option(name: .customLong("auth-cache-seconds"),
+            help: "How long an authenticated token is kept in memory (env PALLETFLOW_AUTH_CACHE_SECONDS); 0 looks every token up. Tokens revoked through this daemon stop at once; revoked elsewhere, within this time.")
+    var authCacheSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_AUTH_CACHE_SECONDS"] ?? "") ?? 5
+
     @Option(name: .customLong("tls-certificate"),
             help: "PEM certificate chain: serve HTTPS (with --tls-key; env PALLETFLOW_TLS_CERTIFICATE).")
     var tlsCertificate: String?
@@ -109,7 +113,8 @@ struct Palletflowd: AsyncParsableCommand {
         defer { runtime.close() }
 
         let client = runtime.makeClient(logger: logger)
-        let store = Store(client: client, logger: logger)
+        let store = Store(client: client, logger: logger,
+                          tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
         // Read-heavy answers from a streaming replica, when one is given.
         var readStore: Store?
         var readClient: PostgresClient?

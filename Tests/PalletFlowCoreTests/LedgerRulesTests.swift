@@ -164,4 +164,31 @@ struct LedgerRulesTests {
                                  [MovementLine(palletType: epal, quality: .c, quantity: 1, targetQuality: .b)])
         #expect(LedgerRules.counterparty(of: repair, declarer: shipper) == nil)
     }
+
+    @Test("the lock order compares UUIDs by bytes, the order of their strings")
+    func lockOrderMatchesStrings() {
+        var generator = SystemRandomNumberGenerator()
+        func id() -> UUID {
+            // Few distinct bytes, so that keys often share prefixes and every field gets compared.
+            let b = (0..<16).map { _ in [0x00, 0x0f, 0xa0, 0xff][Int.random(in: 0..<4, using: &generator)] as UInt8 }
+            return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+        }
+        let ids = (0..<6).map { _ in id() }
+        let keys = (0..<300).map { _ in
+            AccountKey(AccountClass.allCases.randomElement(using: &generator)!, party: ids.randomElement(using: &generator)!,
+                       counterparty: ids.randomElement(using: &generator)!, site: ids.randomElement(using: &generator)!,
+                       palletType: ids.randomElement(using: &generator)!,
+                       quality: QualityGrade.allCases.randomElement(using: &generator)!)
+        }
+        func byStrings(_ a: AccountKey, _ b: AccountKey) -> Bool {
+            (a.accountClass.rawValue, a.party.uuidString, a.counterparty.uuidString, a.site.uuidString, a.palletType.uuidString,
+             a.quality.rawValue)
+                < (b.accountClass.rawValue, b.party.uuidString, b.counterparty.uuidString, b.site.uuidString,
+                   b.palletType.uuidString, b.quality.rawValue)
+        }
+        for a in keys.prefix(60) {
+            for b in keys { #expect((a < b) == byStrings(a, b)) }
+        }
+        #expect(keys.sorted() == keys.sorted(by: byStrings))
+    }
 }

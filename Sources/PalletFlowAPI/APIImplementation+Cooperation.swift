@@ -208,7 +208,7 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let session = try await visibleSession(caller, input.path.sessionId)
         guard let ecosystem = try await store.ecosystem(caller.ecosystem) else { throw Problem.notFound("ecosystem") }
-        let report = try await MediationReport.build(store: store, ecosystem: ecosystem, session: session, visibleTo: caller)
+        let report = try await MediationReport.build(store: readStore, ecosystem: ecosystem, session: session, visibleTo: caller)
         let accepts = input.headers.accept.map(\.contentType)
         if accepts.contains(.html) && !accepts.contains(.json) { return .ok(.init(body: .html(.init(report.html)))) }
         if accepts.contains(.csv) && !accepts.contains(.json) { return .ok(.init(body: .csv(.init(report.csv)))) }

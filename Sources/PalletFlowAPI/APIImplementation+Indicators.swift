@@ -40,7 +40,7 @@ extension APIImplementation {
             if let partner, partner != caller.membership { throw Problem.notFound("member") }
             partner = caller.membership
         }
-        let rows = try await store.indicators(ecosystem: caller.ecosystem, partner: partner, palletType: type,
+        let rows = try await readStore.indicators(ecosystem: caller.ecosystem, partner: partner, palletType: type,
                                               period: input.query.period?.rawValue ?? "month", fromDay: fromDay, untilDay: untilDay)
         let items = rows.map { Components.Schemas.Indicator($0, code: directory.palletTypes[$0.key.palletType]?.code) }
         let wantsCSV = input.headers.accept.contains { $0.contentType == .csv }

@@ -45,6 +45,7 @@ extension APIImplementation {
             return .created(.init(body: .json(output)))
         case .replay(let status, let stored):
             idempotency.response = (status, stored)
+            idempotency.replayed = true
             return .created(.init(body: .json(try JSONDecoder().decode(Components.Schemas.Movement.self, from: Data(stored)))))
         case .keyReused:
             throw Self.keyReused
@@ -194,6 +195,7 @@ extension APIImplementation {
             return result
         case .replay(let status, let stored):
             idempotency.response = (status, stored)
+            idempotency.replayed = true
             return try JSONDecoder().decode(Components.Schemas.BatchResult.self, from: Data(stored))
         case .keyReused:
             throw Self.keyReused
@@ -238,7 +240,7 @@ extension APIImplementation {
         filter.limit = 1000
         var text = CSV.line(MovementCSV.columns)
         while true {
-            let page = try await store.movements(ecosystem: caller.ecosystem, filter)
+            let page = try await readStore.movements(ecosystem: caller.ecosystem, filter)
             for movement in page {
                 for row in MovementCSV.rows(movementReference: movement.id.lowercase, movement.declaration, directory: directory) {
                     text += CSV.line(row)

@@ -9,6 +9,10 @@ import Prometheus
 /// domain, check the caller's rights, and call the store; no business rule lives here.
 struct APIImplementation: APIProtocol {
     let store: Store
+    /// Where read-heavy answers (reports, indicators, the EPCIS query, exports) are read:
+    /// a streaming replica when READ_DATABASE_URL is set, else the primary. Such answers may
+    /// lag the primary by the replica's replay delay.
+    let readStore: Store
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
     let databaseConnections: Int

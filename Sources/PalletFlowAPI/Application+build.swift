@@ -22,14 +22,20 @@ public struct ServerSettings: Sendable {
     public var databaseConnections: Int
     /// PEM files of the certificate chain and its private key: HTTPS when given.
     public var tls: (certificateChain: String, privateKey: String)?
+    /// Requests per second allowed per API token (bursts of twice that); 0 disables the limit.
+    public var rateLimitPerToken: Double
+
+    public static let defaultRateLimitPerToken: Double = 500
 
     public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
-                databaseConnections: Int = 20, tls: (certificateChain: String, privateKey: String)? = nil) {
+                databaseConnections: Int = 20, tls: (certificateChain: String, privateKey: String)? = nil,
+                rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
         self.databaseConnections = databaseConnections
         self.tls = tls
+        self.rateLimitPerToken = rateLimitPerToken
     }
 
     public var scheme: String { tls == nil ? "http" : "https" }
@@ -46,9 +52,11 @@ public enum PalletFlowMetrics {
 
 public typealias AppRequestContext = BasicRequestContext
 
-/// Wires the router: metrics outermost, then problem+json, request log, body limit and
-/// authentication, then the handlers generated from openapi.yaml.
-public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) throws -> Router<AppRequestContext> {
+/// Wires the router: metrics outermost, then problem+json, request log, body limit,
+/// authentication and the per-token rate limit, then the handlers generated from openapi.yaml.
+public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
+    -> Router<AppRequestContext>
+{
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
     // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
@@ -58,7 +66,8 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
-    let api = APIImplementation(store: store, metrics: PalletFlowMetrics.registry, logger: logger,
+    router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(perSecond: settings.rateLimitPerToken)))
+    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
@@ -68,11 +77,12 @@ public func buildRouter(store: Store, settings: ServerSettings, logger: Logger) 
 
 /// The daemon's application: the router plus the services that live and die with it
 /// (the PostgreSQL client pool, and the in-process worker when asked for).
-public func buildApplication(store: Store, settings: ServerSettings, services: [any Service], logger: Logger,
+public func buildApplication(store: Store, readStore: Store? = nil, settings: ServerSettings, services: [any Service],
+                             logger: Logger,
                              beforeServerStarts: @escaping @Sendable () async throws -> Void = {}) throws
     -> some ApplicationProtocol
 {
-    let router = try buildRouter(store: store, settings: settings, logger: logger)
+    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger)
     var server: HTTPServerBuilder = .http1()
     if let tls = settings.tls {
         let chain: [NIOSSLCertificate]

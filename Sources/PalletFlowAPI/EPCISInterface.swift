@@ -247,7 +247,7 @@ struct EPCISInterface: Sendable {
         }
         filter.limit = perPage + 1
         filter.visibleTo = caller.role.readsWholeEcosystem ? nil : caller.membership
-        var rows = try await api.store.epcisEvents(ecosystem: caller.ecosystem, filter)
+        var rows = try await api.readStore.epcisEvents(ecosystem: caller.ecosystem, filter)
         var headers = HTTPFields()
         if rows.count > perPage {
             rows.removeLast(rows.count - perPage)
@@ -269,7 +269,7 @@ struct EPCISInterface: Sendable {
         var filter = EPCISEventFilter()
         filter.eventIDs = [id]
         filter.visibleTo = caller.role.readsWholeEcosystem ? nil : caller.membership
-        let rows = try await api.store.epcisEvents(ecosystem: caller.ecosystem, filter)
+        let rows = try await api.readStore.epcisEvents(ecosystem: caller.ecosystem, filter)
         guard !rows.isEmpty else { throw Problem.notFound("event") }
         return try json(.ok, Self.queryDocument(rows, pallets: PalletDirectory(directory)))
     }

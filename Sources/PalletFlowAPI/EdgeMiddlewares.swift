@@ -90,13 +90,34 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                                detail: httpError.body)
             }
         case is PSQLError, is PostgresDecodingError:
-            if let psql = error as? PSQLError, psql.serverInfo == nil {
-                logger.error("database unreachable", metadata: ["error": "\(String(reflecting: error))"])
-                return .unavailable
+            if let psql = error as? PSQLError {
+                // No server answer (connection lost), or the server going away: connection
+                // exceptions (08), operator intervention such as a shutdown (57), out of
+                // resources (53).
+                let sqlClass = psql.serverInfo?[.sqlState].map { String($0.prefix(2)) }
+                if sqlClass == nil || sqlClass == "08" || sqlClass == "57" || sqlClass == "53" {
+                    logger.error("database unreachable", metadata: ["error": "\(String(reflecting: error))"])
+                    return .unavailable
+                }
+                // Data exceptions (22): a value the database cannot take, such as a NUL
+                // character in a text or a number out of range. The client's to fix.
+                if sqlClass == "22" {
+                    logger.notice("value refused by the database", metadata: ["error": "\(String(reflecting: error))"])
+                    return .validation([FieldError("body", "holds a value that cannot be stored: \(psql.serverInfo?[.message] ?? "invalid value") (text must not contain NUL characters)")])
+                }
             }
             logger.error("database error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError
+        case is NIOTooManyBytesError:
+            return Problem(.contentTooLarge, "too-large", "Request body too large",
+                           detail: "The request body exceeds the server's limit.")
         default:
+            // The connection pool gives up waiting for a connection while the database
+            // cannot be reached (its circuit breaker): the database is unavailable.
+            if String(describing: type(of: error)).contains("ConnectionPoolError") {
+                logger.error("database unreachable", metadata: ["error": "\(String(reflecting: error))"])
+                return .unavailable
+            }
             if String(describing: type(of: error)).contains("RuntimeError") {
                 let text = String(describing: error)
                 if text.contains("Idempotency-Key") { return idempotencyKeyRequired }
@@ -161,6 +182,12 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw Problem(.contentTooLarge, "too-large", "Request body too large",
                           detail: "The body exceeds this server's limit of \(maximumBytes) bytes.")
+        } catch is NIOTooManyBytesError {
+            // A body without Content-Length (chunked) that grows past the limit.
+            var problem = Problem(.contentTooLarge, "too-large", "Request body too large",
+                                  detail: "The body exceeds this server's limit of \(maximumBytes) bytes.")
+            problem.headers[.connection] = "close"
+            throw problem
         }
         request.body = .init(buffer: buffer)
         guard let key = request.headers[.idempotencyKey] else {
@@ -185,6 +212,7 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             var headers = response.headers
             headers[.contentLength] = nil
             headers[.contentType] = "application/json; charset=utf-8"
+            headers[.idempotentReplayed] = idempotency.replayed ? "true" : nil
             response = Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
         }
         return response

@@ -59,7 +59,7 @@ public struct Problem: Error, Sendable, HTTPResponseError {
 
     public static let unavailable = Problem(
         .serviceUnavailable, "database-unavailable", "Database unavailable",
-        detail: "PalletFlow cannot reach its database right now. Retry shortly; nothing was written.")
+        detail: "PalletFlow cannot reach its database right now. Retry shortly, writes with the same Idempotency-Key: one that went through is answered as it was, one that did not is made.")
 
     public static let internalError = Problem(
         .internalServerError, "internal", "Internal error",

@@ -30,6 +30,7 @@ public final class IdempotencyContext: Sendable {
     public let key: String
     public let requestHash: [UInt8]
     private let stored = Mutex<(status: Int, body: [UInt8])?>(nil)
+    private let replayedFlag = Mutex(false)
 
     public init(key: String, requestHash: [UInt8]) {
         self.key = key
@@ -39,5 +40,11 @@ public final class IdempotencyContext: Sendable {
     public var response: (status: Int, body: [UInt8])? {
         get { stored.withLock { $0 } }
         set { stored.withLock { $0 = newValue } }
+    }
+
+    /// The stored response is an earlier request's: answered with `Idempotent-Replayed: true`.
+    public var replayed: Bool {
+        get { replayedFlag.withLock { $0 } }
+        set { replayedFlag.withLock { $0 = newValue } }
     }
 }

@@ -75,8 +75,8 @@ public enum PostOutcome: Sendable, Equatable {
 }
 
 extension Store {
-    /// Writes movements, their lines, entries, account balances, notes and the idempotency
-    /// record in one SQL statement: one round trip, all or nothing. Accounts are upserted
+    /// Writes movements, their lines, entries, account balances, notes, audit rows and the
+    /// idempotency record in one SQL statement: one round trip, all or nothing. Accounts are upserted
     /// in their natural-key order, the global lock order, so concurrent writers on the
     /// same accounts queue up instead of deadlocking.
     public func post(ecosystem: UUID, by member: UUID, _ movements: [MovementToPost],
@@ -93,18 +93,28 @@ extension Store {
         }
         let statement = PostStatement(query: Self.postQuery(ecosystem: ecosystem, member: member, m, l, p, n,
                                                             idempotency: idempotency))
-        do {
-            let rows = if let connection {
-                try await connection.execute(statement, logger: logger)
-            } else {
-                try await client.execute(statement, logger: logger)
-            }
-            for try await (insertedKeys, _, _, hash, status, body) in rows {
-                if idempotency == nil || insertedKeys == 1 { return .posted }
-                if let hash, let status, let body {
-                    return Array(buffer: hash) == idempotency!.requestHash
+        @Sendable func execute(_ connection: PostgresConnection) async throws -> PostOutcome? {
+            var outcome: PostOutcome?
+            for try await (insertedKeys, _, _, hash, status, body) in try await connection.execute(statement, logger: logger) {
+                if idempotency == nil || insertedKeys == 1 {
+                    outcome = .posted
+                } else if let hash, let status, let body {
+                    outcome = Array(buffer: hash) == idempotency!.requestHash
                         ? .replay(status: Int(status), body: Array(buffer: body)) : .keyReused
                 }
+            }
+            return outcome
+        }
+        let outcome: PostOutcome?
+        do {
+            if let connection {
+                outcome = try await execute(connection)
+            } else {
+                // An explicit transaction, not an implicit one: in the extended query protocol
+                // PostgreSQL sends CommandComplete before it commits an implicit transaction
+                // (at Sync), so a crash in between would lose a write already answered 201.
+                // COMMIT completes only once the transaction is durable.
+                outcome = try await transaction { connection in try await execute(connection) }
             }
         } catch let error as PSQLError where error.sqlState == SQLState.uniqueViolation {
             if error.constraintName == "movements_reverses_once" {
@@ -115,6 +125,7 @@ extension Store {
             }
             throw error
         }
+        if let outcome { return outcome }
         // The key was taken by a concurrent request that committed after this statement
         // started: read what it stored.
         return try await storedResponse(ecosystem: ecosystem, member: member, key: idempotency!)
@@ -217,6 +228,13 @@ extension Store {
             ), ne AS (
                 INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, by_membership_id)
                 SELECT \(ecosystem), nt.id, 'issued', nt.quantity, \(member) FROM nt
+            ), au AS (
+                -- Who declared what and when: one audit row per movement posted.
+                INSERT INTO audit_log (ecosystem_id, membership_id, action, subject_id, detail)
+                SELECT \(ecosystem), \(member), 'movement.declare', x.id,
+                       jsonb_build_object('source', x.source, 'kind', x.kind)
+                FROM unnest(\(m.id)::uuid[], \(m.source)::text[], \(m.kind)::text[]) AS x(id, source, kind)
+                WHERE EXISTS (SELECT 1 FROM go)
             )
             SELECT (SELECT count(*) FROM key)::int8, (SELECT count(*) FROM mv)::int8, (SELECT count(*) FROM en)::int8,
                    k.request_hash, k.response_status::int4, k.response_body

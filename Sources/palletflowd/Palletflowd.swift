@@ -43,6 +43,11 @@ struct Palletflowd: AsyncParsableCommand {
     @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
     var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
 
+    @Option(name: .customLong("rate-limit-per-token"),
+            help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables.")
+    var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
+        ?? ServerSettings.defaultRateLimitPerToken
+
     @Option(name: .customLong("auth-cache-seconds"),
             help: "How long an authenticated token is kept in memory (env PALLETFLOW_AUTH_CACHE_SECONDS); 0 looks every token up. Tokens revoked through this daemon stop at once; revoked elsewhere, within this time.")
     var authCacheSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_AUTH_CACHE_SECONDS"] ?? "") ?? 5
@@ -110,16 +115,33 @@ struct Palletflowd: AsyncParsableCommand {
         let client = runtime.makeClient(logger: logger)
         let store = Store(client: client, logger: logger,
                           tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
+        // Read-heavy answers from a streaming replica, when one is given.
+        var readStore: Store?
+        var readClient: PostgresClient?
+        if let readURL = ProcessInfo.processInfo.environment["READ_DATABASE_URL"], !readURL.isEmpty {
+            let settings: DatabaseSettings
+            do {
+                settings = try DatabaseSettings.url(readURL, maximumConnections: databaseConnections)
+            } catch let error as EmbeddedPostgresError {
+                throw ValidationError("READ_DATABASE_URL: \(error.description)")
+            }
+            let replica = PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
+            readClient = replica
+            readStore = Store(client: replica, logger: logger)
+            logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
+        }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections,
-                                      tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } })
+                                      tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } },
+                                      rateLimitPerToken: max(0, rateLimitPerToken))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host
         let port = port
         var services: [any Service] = [client]
+        if let readClient { services.append(readClient) }
         if withWorker { services.append(WorkerService(store: store, schemaWait: .seconds(600))) }
-        let app = try buildApplication(store: store, settings: settings, services: services, logger: logger) {
+        let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
                 try await Migrator().migrate(client, logger: logger)
             }

@@ -74,6 +74,8 @@ struct LedgerAPITests {
             #expect(first.status == .created)
             #expect(second.status == .created)
             #expect(first.body == second.body)
+            #expect(first.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+            #expect(second.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
             #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 1)
             #expect(try await owed(api, fixture, fixture.carrier.id, to: fixture.shipper.id).balance == 10)
 

@@ -54,10 +54,10 @@ extension WebApp {
     func agingChart(_ page: PageContext, rows: [Components.Schemas.Indicator]) -> String {
         var buckets: [Int64] = [0, 0, 0, 0]
         for row in rows {
-            buckets[0] += row.aging.days0to30 ?? 0
-            buckets[1] += row.aging.days31to60 ?? 0
-            buckets[2] += row.aging.days61to90 ?? 0
-            buckets[3] += row.aging.days90plus ?? 0
+            buckets[0] += row.aging.days0to30
+            buckets[1] += row.aging.days31to60
+            buckets[2] += row.aging.days61to90
+            buckets[3] += row.aging.days90plus
         }
         return WebChart.bars(title: page.t("Aging of pallets out today"), unit: page.t("Pallets out"),
                              bars: zip(["0-30", "31-60", "61-90", "90+"], buckets).map { ($0, Double($1)) }, dataLabel: page.t("Data"))
@@ -223,7 +223,7 @@ extension WebApp {
         let from = movement.from.flatMap { members[$0.partyId]?.name } ?? ""
         let to = movement.to.flatMap { members[$0.partyId]?.name } ?? ""
         let quantities = movement.lines.map { "\($0.quantity) \(types[$0.palletTypeId]?.code ?? "")" }.joined(separator: ", ")
-        let exchanged: Int64 = movement.lines.reduce(0) { $0 + ($1.exchangedQuantity ?? 0) }
+        let exchanged: Int64 = movement.lines.reduce(0) { $0 + $1.exchangedQuantity }
         return [esc(shortTime(movement.eventTime)), esc(movement.kind.rawValue), esc(from), esc(to), "n:" + esc(quantities), "n:\(exchanged)",
                 esc(movement.status.rawValue)]
     }

@@ -134,10 +134,12 @@ struct API: Sendable {
 }
 
 /// Runs `body` against a fresh database, its fixture and the router.
-func withAPI(bodyLimitBytes: Int = 1_048_576, _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
+func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+             _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
     try await withFreshStore { store in
         let fixture = try await Fixture.make(store)
-        let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes),
+        let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes,
+                                                                             rateLimitPerToken: rateLimitPerToken),
                                      logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in

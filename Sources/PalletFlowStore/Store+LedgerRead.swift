@@ -41,6 +41,8 @@ public struct PostedMovement: Sendable, Hashable {
 public struct MovementFilter: Sendable {
     public var visibleTo: UUID?
     public var party: UUID?
+    /// Movements this member is asked to confirm.
+    public var counterparty: UUID?
     public var site: UUID?
     public var palletType: UUID?
     public var kind: MovementKind?
@@ -50,11 +52,12 @@ public struct MovementFilter: Sendable {
     public var beforeSeq: Int64?
     public var limit: Int
 
-    public init(visibleTo: UUID? = nil, party: UUID? = nil, site: UUID? = nil, palletType: UUID? = nil,
-                kind: MovementKind? = nil, status: String? = nil, from: Instant? = nil, until: Instant? = nil,
-                beforeSeq: Int64? = nil, limit: Int = 100) {
+    public init(visibleTo: UUID? = nil, party: UUID? = nil, counterparty: UUID? = nil, site: UUID? = nil,
+                palletType: UUID? = nil, kind: MovementKind? = nil, status: String? = nil, from: Instant? = nil,
+                until: Instant? = nil, beforeSeq: Int64? = nil, limit: Int = 100) {
         self.visibleTo = visibleTo
         self.party = party
+        self.counterparty = counterparty
         self.site = site
         self.palletType = palletType
         self.kind = kind
@@ -94,6 +97,7 @@ extension Store {
                    OR m.to_party_id = \(filter.visibleTo ?? none))
               AND (\(filter.party ?? none) = \(none) OR m.from_party_id = \(filter.party ?? none)
                    OR m.to_party_id = \(filter.party ?? none))
+              AND (\(filter.counterparty ?? none) = \(none) OR m.counterparty_id = \(filter.counterparty ?? none))
               AND (\(filter.site ?? none) = \(none) OR m.from_site_id = \(filter.site ?? none)
                    OR m.to_site_id = \(filter.site ?? none))
               AND (\(filter.palletType ?? none) = \(none) OR EXISTS (

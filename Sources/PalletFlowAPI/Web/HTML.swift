@@ -163,14 +163,10 @@ enum WebChart {
         let colors = ["#1f6f8b", "#e07a1f", "#6a4c93", "#1b7f3b"]
         func y(_ value: Double) -> Double { height - bottom - value / niceMax * (height - bottom - top) }
         var svg = "<figure><svg role=\"img\" aria-label=\"\(esc(title))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        for index in 0...Int((niceMax / tickStep).rounded()) {
-            let value = tickStep * Double(index)
-            svg += "<line x1=\"\(left)\" x2=\"\(width - 8)\" y1=\"\(f(y(value)))\" y2=\"\(f(y(value)))\" stroke=\"#e3e8ee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(tick(value, step: tickStep))</text>"
-        }
+        svg += gridlines(top: niceMax, step: tickStep, left: left, right: width - 8, y: y)
         svg += "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - 8)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
         svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"#52606d\"/>"
-        svg += "<text x=\"12\" y=\"\(top + 4)\" font-size=\"11\" transform=\"rotate(-90 12 \(top + 4))\" text-anchor=\"end\">\(esc(unit))</text>"
+        svg += unitLabel(unit, top: top)
         let every = max(1, Int((Double(labels.count) / 7).rounded(.up)))
         // Every few labels, and the last one, never two on top of each other.
         for (index, label) in labels.enumerated()
@@ -207,12 +203,8 @@ enum WebChart {
         let slot = (width - left - 8) / Double(max(bars.count, 1))
         func y(_ value: Double) -> Double { height - bottom - value / niceMax * (height - bottom - top) }
         var svg = "<figure><svg role=\"img\" aria-label=\"\(esc(title))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        for index in 0...Int((niceMax / tickStep).rounded()) {
-            let value = tickStep * Double(index)
-            svg += "<line x1=\"\(left)\" x2=\"\(width - 8)\" y1=\"\(f(y(value)))\" y2=\"\(f(y(value)))\" stroke=\"#e3e8ee\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(tick(value, step: tickStep))</text>"
-        }
-        svg += "<text x=\"12\" y=\"\(top + 4)\" font-size=\"11\" transform=\"rotate(-90 12 \(top + 4))\" text-anchor=\"end\">\(esc(unit))</text>"
+        svg += gridlines(top: niceMax, step: tickStep, left: left, right: width - 8, y: y)
+        svg += unitLabel(unit, top: top)
         for (index, bar) in bars.enumerated() {
             let x = left + Double(index) * slot + slot * 0.18
             svg += "<rect x=\"\(f(x))\" y=\"\(f(y(bar.1)))\" width=\"\(f(slot * 0.64))\" height=\"\(f(y(0) - y(bar.1)))\" fill=\"#e07a1f\"><title>\(esc(bar.0)): \(f0(bar.1))</title></rect>"
@@ -231,6 +223,22 @@ enum WebChart {
         svg += "</svg><figcaption>\(esc(title))</figcaption><details><summary>\(esc(dataLabel))</summary>"
         svg += Layout.table(caption: nil, headers: ["", unit], rows: bars.map { [esc($0.0), "n:" + f0($0.1)] })
         return svg + "</details></figure>"
+    }
+
+    /// Horizontal grid lines with their value at the left, one per tick.
+    static func gridlines(top: Double, step: Double, left: Double, right: Double, y: (Double) -> Double) -> String {
+        var svg = ""
+        for index in 0...Int((top / step).rounded()) {
+            let value = step * Double(index)
+            svg += "<line x1=\"\(left)\" x2=\"\(right)\" y1=\"\(f(y(value)))\" y2=\"\(f(y(value)))\" stroke=\"#e3e8ee\"/>"
+            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(value) + 4))\" font-size=\"11\" text-anchor=\"end\">\(tick(value, step: step))</text>"
+        }
+        return svg
+    }
+
+    /// The unit of the vertical axis, written up along it.
+    static func unitLabel(_ unit: String, top: Double) -> String {
+        "<text x=\"12\" y=\"\(top + 4)\" font-size=\"11\" transform=\"rotate(-90 12 \(top + 4))\" text-anchor=\"end\">\(esc(unit))</text>"
     }
 
     /// A round axis maximum and step (1, 2 or 5 times a power of ten) for four or five ticks.

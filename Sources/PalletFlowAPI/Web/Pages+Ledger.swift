@@ -196,17 +196,22 @@ extension WebApp {
                     "n:<span data-owe=\"\(esc(row.counterpartyId ?? "")):\(esc(code)):\(row.quality.rawValue)\">\(max(0, row.balance))</span>",
                     "n:\(max(0, -row.balance))", "n:\(row.pending)"]
         }, id: "my-balances")
-        let waiting = try await api.listMovements(.init(path: .init(ecosystemId: eco), query: .init(status: .declared))).ok.body.json.items
-            .filter { $0.counterpartyId == me }
+        // Everything waiting for this member, not a first page of the ecosystem's declared
+        // movements: the counterparty is the member itself, so it may see them all.
+        let waiting = try await api.store.movements(ecosystem: page.caller.ecosystem, MovementFilter(
+            counterparty: page.caller.membership, status: "declared", limit: 1_000))
         body += "<h2>\(esc(t("Waiting for my confirmation")))</h2>"
         if waiting.isEmpty {
             body += "<p>\(esc(t("Nothing waits for you.")))</p>"
         } else {
             body += Layout.table(caption: nil, headers: [t("Event time"), t("Kind"), t("From"), t("To"), t("Quantity"), ""], rows: waiting.map { movement in
-                [esc(shortTime(movement.eventTime)), esc(movement.kind.rawValue), esc(movement.from.flatMap { members[$0.partyId]?.name } ?? ""),
-                 esc(movement.to.flatMap { members[$0.partyId]?.name } ?? ""),
-                 "n:" + esc(movement.lines.map { "\($0.quantity) \(types[$0.palletTypeId]?.code ?? "")" }.joined(separator: ", ")),
-                 "<form class=\"inline\" method=\"post\" action=\"/app/movements/\(esc(movement.id))/confirm\">\(page.csrfField)<button type=\"submit\">\(esc(t("Confirm")))</button></form>"]
+                let id = movement.id.uuidString.lowercased()
+                let quantities = movement.lines.map { "\($0.quantity) \(types[$0.palletType.uuidString.lowercased()]?.code ?? "")" }
+                return [esc(shortTime(movement.eventTime.rfc3339(keepingOffset: true))), esc(movement.kind.rawValue),
+                        esc(movement.from.flatMap { members[$0.party.uuidString.lowercased()]?.name } ?? ""),
+                        esc(movement.to.flatMap { members[$0.party.uuidString.lowercased()]?.name } ?? ""),
+                        "n:" + esc(quantities.joined(separator: ", ")),
+                        "<form class=\"inline\" method=\"post\" action=\"/app/movements/\(id)/confirm\">\(page.csrfField)<button type=\"submit\">\(esc(t("Confirm")))</button></form>"]
             }, id: "waiting")
         }
         body += try await trendCharts(page, partner: me)
@@ -289,12 +294,14 @@ extension WebApp {
 
         // Discrepancies on this partner's movements, both versions side by side.
         let discrepancies = try await api.listDiscrepancies(.init(path: .init(ecosystemId: eco), query: .init())).ok.body.json.items
-        var concerning: [Components.Schemas.Discrepancy] = []
-        for item in discrepancies {
-            if item.contestedBy == member.id.lowercased() { concerning.append(item); continue }
-            let movement = try? await api.getMovement(.init(path: .init(ecosystemId: eco, movementId: item.movementId))).ok.body.json
-            if let movement, movement.declarerId == member.id.lowercased() || movement.from?.partyId == member.id.lowercased()
-                || movement.to?.partyId == member.id.lowercased() { concerning.append(item) }
+        // The API has already kept the discrepancies this caller may see; their movements
+        // come in one query.
+        let disputed = try await api.store.movements(
+            ecosystem: page.caller.ecosystem, ids: discrepancies.compactMap { UUID(uuidString: $0.movementId) })
+        let partnerID = UUID(uuidString: member.id)
+        let concerning = discrepancies.filter { item in
+            item.contestedBy == member.id.lowercased()
+                || (partnerID.flatMap { id in UUID(uuidString: item.movementId).flatMap { disputed[$0] }?.involves(id) } ?? false)
         }
         body += "<h2>\(esc(t("Open discrepancies")))</h2>" + discrepancyTable(page, concerning, members: members)
 

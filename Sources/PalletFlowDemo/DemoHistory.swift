@@ -56,9 +56,12 @@ enum DemoHistory {
                     IssuedNote(id: newID(), terms: $0, issueDate: issue, dueDate: due)
                 }
             }
+            let recordTime = Instant(microsecondsSinceEpoch: min(time + lateness, end))
             movements.append(MovementToPost(
-                id: newID(), declaration: declaration, declarer: declarer, counterparty: counterparty,
-                recordTime: Instant(microsecondsSinceEpoch: min(time + lateness, end)), source: "demo",
+                // Recorded back then: the id carries that instant, so the history fills the
+                // monthly partitions it would have filled (`palletflow archive --list`).
+                id: newID(at: recordTime.date), declaration: declaration, declarer: declarer, counterparty: counterparty,
+                recordTime: recordTime, source: "demo",
                 postings: LedgerRules.postings(for: declaration), notes: issued,
                 confirmed: counterparty == nil || time < pendingFrom))
         }
@@ -149,6 +152,7 @@ enum DemoHistory {
                      declarer: shipper.id, note: "Broken boards")
             }
         }
+        try await store.ensureLedgerPartitions(from: Instant(microsecondsSinceEpoch: start), through: Instant(now))
         for chunk in stride(from: 0, to: movements.count, by: 400) {
             _ = try await store.post(ecosystem: ecosystem, by: shipper.id,
                                      Array(movements[chunk..<min(chunk + 400, movements.count)]), idempotency: nil)

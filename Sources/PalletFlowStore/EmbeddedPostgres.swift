@@ -341,3 +341,12 @@ public final class FileLock: @unchecked Sendable {
 public struct FileLockBusy: Error, Sendable {
     public var path: String
 }
+
+extension EmbeddedPostgres {
+    /// Runs a PostgreSQL program (pg_basebackup, pg_ctl...) as the user that owns clusters
+    /// here: the `postgres` system user when running as root, else the current user.
+    /// For tools and tests that build a standby beside the embedded cluster.
+    public static func runAsClusterOwner(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        try ClusterOwner.current().run(program, arguments)
+    }
+}

@@ -58,14 +58,35 @@ extension Store {
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
             JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])
-            WHERE c.relkind = 'r' AND EXISTS (
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND EXISTS (
                 SELECT 1 FROM pg_attribute e WHERE e.attrelid = c.oid AND e.attname = 'ecosystem_id' AND NOT e.attisdropped)
             GROUP BY c.oid, c.relname
             ORDER BY c.oid
             """, logger: logger).decode((String, [String]).self) {
             if !Self.tablesNotBackedUp.contains(name) { tables.append((name, key)) }
         }
-        return tables
+        // Referenced tables first (a table rebuilt by a later migration, like the partitioned
+        // movements, comes after the tables that refer to it in creation order).
+        var references: [String: Set<String>] = [:]
+        for try await (table, referenced) in try await connection.query("""
+            SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
+            WHERE contype = 'f' AND conparentid = 0 AND conrelid <> confrelid
+            """, logger: logger).decode((String, String).self) {
+            references[table, default: []].insert(referenced)
+        }
+        var ordered: [(name: String, key: [String])] = []
+        var placed: Set<String> = ["ecosystems", "organisations"]
+        var pending = tables
+        while !pending.isEmpty {
+            let names = Set(pending.map(\.0))
+            guard let next = pending.firstIndex(where: { table in
+                (references[table.0] ?? []).allSatisfy { placed.contains($0) || !names.contains($0) }
+            }) else { ordered += pending; break }
+            let table = pending.remove(at: next)
+            ordered.append(table)
+            placed.insert(table.0)
+        }
+        return ordered
     }
 
     func schemaVersion(on connection: PostgresConnection) async throws -> Int {
@@ -161,6 +182,22 @@ extension Store {
                     ORDER BY a.attnum
                     """, logger: logger).decode(String.self) { columns.append("\"\(name)\"") }
                 let list = columns.joined(separator: ", ")
+                if table == "movements", rows[table]?.isEmpty == false {
+                    // The months of the restored movements get their partitions first, or
+                    // they would all land in the default partition.
+                    var span: (Int64, Int64)?
+                    for try await (low, high) in try await connection.query("""
+                        SELECT (extract(epoch FROM min(movement_id_time(id))) * 1000000)::int8,
+                               (extract(epoch FROM max(movement_id_time(id))) * 1000000)::int8
+                        FROM json_populate_recordset(NULL::movements, \("[" + rows[table]!.joined(separator: ",") + "]")::json)
+                        WHERE substr(id::text, 15, 1) = '7'
+                        HAVING count(*) > 0
+                        """, logger: logger).decode((Int64, Int64).self) { span = (low, high) }
+                    if let span {
+                        _ = try await ensureLedgerPartitions(from: Instant(microsecondsSinceEpoch: span.0),
+                                                             through: Instant(microsecondsSinceEpoch: span.1), on: connection)
+                    }
+                }
                 for chunk in stride(from: 0, to: rows[table]!.count, by: 500) {
                     let batch = "[" + rows[table]![chunk..<min(chunk + 500, rows[table]!.count)].joined(separator: ",") + "]"
                     // OVERRIDING SYSTEM VALUE keeps identity columns (seq) as they were.
@@ -170,12 +207,13 @@ extension Store {
                         """, binds: { var binds = PostgresBindings(); binds.append(batch); return binds }()), logger: logger)
                 }
                 counts[table] = rows[table]!.count
-                // Identity sequences (seq, id) must stay ahead of every restored value.
+                // Identity and owned sequences (seq, id) must stay ahead of every restored value.
                 var identities: [(String, String)] = []
                 for try await (column, sequence) in try await connection.query("""
                     SELECT a.attname::text, pg_get_serial_sequence(quote_ident(c.relname), a.attname)
                     FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-                    WHERE c.oid = to_regclass(quote_ident(\(table))) AND a.attidentity <> '' AND NOT a.attisdropped
+                    WHERE c.oid = to_regclass(quote_ident(\(table))) AND a.attnum > 0 AND NOT a.attisdropped
+                      AND pg_get_serial_sequence(quote_ident(c.relname), a.attname) IS NOT NULL
                     """, logger: logger).decode((String, String).self) { identities.append((column, sequence)) }
                 for (column, sequence) in identities {
                     try await connection.query(PostgresQuery(unsafeSQL: """

@@ -214,13 +214,23 @@ extension Store {
     public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?,
                                   replaceAll: Bool = false) async throws {
         try await transaction { connection in
+            // Periods that ended before the archive horizon keep the figures computed while
+            // their movements were in the database (`palletflow archive` took them out).
+            var horizonDay = Int64.min
+            for try await day in try await connection.query("""
+                SELECT ((max(month) + interval '1 month')::date - date '1970-01-01')::int8 FROM ledger_archives HAVING count(*) > 0
+                """, logger: logger).decode(Int64.self) { horizonDay = day }
             if replaceAll {
                 // A full recompute swaps every row at once: readers never see an empty table.
-                try await connection.query("DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)", logger: logger)
+                try await connection.query("""
+                    DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)
+                      AND (period = 'to_date' OR period_end > date '1970-01-01' + greatest(\(horizonDay), -1000000)::int)
+                    """, logger: logger)
             }
+            let rows = horizonDay == .min ? rows : rows.filter { $0.period == "to_date" || Int64($0.endDay) > horizonDay }
             let partners = pairs.keys.map(\.partner)
             let types = pairs.keys.map(\.palletType)
-            let days = pairs.values.map { Int64($0) }
+            let days = pairs.values.map { max(Int64($0), horizonDay) }
             try await connection.query("""
                 DELETE FROM indicators i
                 USING unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)

@@ -117,9 +117,6 @@ extension Store {
                 outcome = try await transaction { connection in try await execute(connection) }
             }
         } catch let error as PSQLError where error.sqlState == SQLState.uniqueViolation {
-            if error.constraintName == "movements_reverses_once" {
-                throw StoreError.conflict("this movement has already been reversed")
-            }
             if error.constraintName == "pallet_notes_serial_key" {
                 throw StoreError.invalid([FieldError("palletNote.serial", "a pallet note with this serial already exists")])
             }

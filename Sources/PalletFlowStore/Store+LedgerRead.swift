@@ -190,18 +190,24 @@ extension Store {
         let classNames = classes.map(\.rawValue)
         let query: PostgresQuery
         if let asOf {
+            try await refuseArchived(before: asOf)
             let at = asOf.microsecondsSinceEpoch
             query = """
                 SELECT a.class::text, a.party_id, a.counterparty_id, a.site_id, a.pallet_type_id, a.quality::text,
-                       coalesce(sum(e.amount), 0)::int8,
-                       coalesce(sum(e.amount) FILTER (WHERE m.confirmed AND m.confirmed_at
-                           <= 'epoch'::timestamptz + \(at) * interval '1 microsecond'), 0)::int8
+                       coalesce(sum(e.amount), 0)::int8, coalesce(sum(e.confirmed_amount), 0)::int8
                 FROM accounts a
-                JOIN ledger_entries e ON e.ecosystem_id = a.ecosystem_id AND e.account_id = a.id
-                JOIN movements m ON m.ecosystem_id = e.ecosystem_id AND m.id = e.movement_id
+                JOIN (SELECT e.ecosystem_id, e.account_id, e.amount,
+                             CASE WHEN m.confirmed AND m.confirmed_at <= 'epoch'::timestamptz + \(at) * interval '1 microsecond'
+                                  THEN e.amount ELSE 0 END AS confirmed_amount
+                      FROM ledger_entries e JOIN movements m ON m.ecosystem_id = e.ecosystem_id AND m.id = e.movement_id
+                      WHERE e.ecosystem_id = \(ecosystem) AND e.event_time <= 'epoch'::timestamptz + \(at) * interval '1 microsecond'
+                      UNION ALL
+                      -- Months taken out by `palletflow archive`, all before the instant.
+                      SELECT t.ecosystem_id, t.account_id, t.amount, t.confirmed_amount
+                      FROM ledger_archived_totals t WHERE t.ecosystem_id = \(ecosystem)) e
+                  ON e.ecosystem_id = a.ecosystem_id AND e.account_id = a.id
                 WHERE a.ecosystem_id = \(ecosystem) AND a.class::text = ANY(\(classNames)::text[])
                   AND (\(party ?? none) = \(none) OR a.party_id = \(party ?? none))
-                  AND e.event_time <= 'epoch'::timestamptz + \(at) * interval '1 microsecond'
                 GROUP BY a.ecosystem_id, a.id
                 ORDER BY a.class, a.party_id, a.counterparty_id, a.site_id, a.pallet_type_id, a.quality
                 """

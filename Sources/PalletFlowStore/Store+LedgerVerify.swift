@@ -16,9 +16,12 @@ public struct LedgerVerification: Sendable, Codable {
     public var mirrorViolations: [String]
     /// Movements whose own entries do not sum to zero per pallet type and book.
     public var unbalancedMovements: [String]
+    /// Movements cancelled by more than one reversal.
+    public var reversedTwice: [String] = []
 
     public var holds: Bool {
         balanceMismatches.isEmpty && conservationViolations.isEmpty && mirrorViolations.isEmpty && unbalancedMovements.isEmpty
+            && reversedTwice.isEmpty
     }
 }
 
@@ -56,11 +59,19 @@ extension Store {
                        coalesce(s.confirmed_total, 0)::int8
                 FROM accounts a
                 LEFT JOIN (
-                    SELECT e.ecosystem_id, e.account_id, sum(e.amount) AS total,
-                           sum(e.amount) FILTER (WHERE m.confirmed) AS confirmed_total
-                    FROM ledger_entries e JOIN movements m ON m.ecosystem_id = e.ecosystem_id AND m.id = e.movement_id
-                    WHERE \(scope) = \(none) OR e.ecosystem_id = \(scope)
-                    GROUP BY e.ecosystem_id, e.account_id) s
+                    -- Live entries plus what `palletflow archive` took out, per account.
+                    SELECT ecosystem_id, account_id, sum(total) AS total, sum(confirmed_total) AS confirmed_total
+                    FROM (SELECT e.ecosystem_id, e.account_id, sum(e.amount) AS total,
+                                 sum(e.amount) FILTER (WHERE m.confirmed) AS confirmed_total
+                          FROM ledger_entries e JOIN movements m ON m.ecosystem_id = e.ecosystem_id AND m.id = e.movement_id
+                          WHERE \(scope) = \(none) OR e.ecosystem_id = \(scope)
+                          GROUP BY e.ecosystem_id, e.account_id
+                          UNION ALL
+                          SELECT t.ecosystem_id, t.account_id, sum(t.amount), sum(t.confirmed_amount)
+                          FROM ledger_archived_totals t
+                          WHERE \(scope) = \(none) OR t.ecosystem_id = \(scope)
+                          GROUP BY t.ecosystem_id, t.account_id) parts
+                    GROUP BY ecosystem_id, account_id) s
                   ON s.ecosystem_id = a.ecosystem_id AND s.account_id = a.id
                 WHERE (\(scope) = \(none) OR a.ecosystem_id = \(scope))
                   AND (a.balance <> coalesce(s.total, 0) OR a.confirmed_balance <> coalesce(s.confirmed_total, 0))
@@ -99,6 +110,14 @@ extension Store {
                 LIMIT 100
                 """, logger: logger).decode((UUID, UUID, Int64).self) {
                 report.unbalancedMovements.append("ecosystem \(ecosystemID) movement \(movement): entries sum to \(total)")
+            }
+            for try await (ecosystemID, movement, count) in try await connection.query("""
+                SELECT ecosystem_id, reverses_id, count(*)::int8 FROM movements
+                WHERE reverses_id IS NOT NULL AND (\(scope) = \(none) OR ecosystem_id = \(scope))
+                GROUP BY ecosystem_id, reverses_id HAVING count(*) > 1
+                LIMIT 100
+                """, logger: logger).decode((UUID, UUID, Int64).self) {
+                report.reversedTwice.append("ecosystem \(ecosystemID) movement \(movement): reversed \(count) times")
             }
             return report
         }

@@ -54,6 +54,7 @@ public struct StatementAnswer: Sendable, Hashable {
 
 extension Store {
     public func statement(ecosystem: UUID, party: UUID, counterparty: UUID, from: Instant, until: Instant) async throws -> Statement {
+        try await refuseArchived(before: from)
         let start = from.microsecondsSinceEpoch
         let end = until.microsecondsSinceEpoch
         var lines: [PalletTypeQuality: Statement.Line] = [:]
@@ -62,7 +63,12 @@ extension Store {
                    coalesce(sum(e.amount) FILTER (WHERE e.event_time < 'epoch'::timestamptz + \(start) * interval '1 microsecond'), 0)::int8,
                    coalesce(sum(e.amount) FILTER (WHERE e.event_time >= 'epoch'::timestamptz + \(start) * interval '1 microsecond'
                                                     AND e.event_time < 'epoch'::timestamptz + \(end) * interval '1 microsecond'), 0)::int8
-            FROM accounts a JOIN ledger_entries e ON e.ecosystem_id = a.ecosystem_id AND e.account_id = a.id
+            FROM accounts a
+            JOIN (SELECT ecosystem_id, account_id, amount, event_time FROM ledger_entries
+                  UNION ALL
+                  -- Months taken out by `palletflow archive`: part of every opening balance.
+                  SELECT ecosystem_id, account_id, amount, '-infinity'::timestamptz FROM ledger_archived_totals) e
+              ON e.ecosystem_id = a.ecosystem_id AND e.account_id = a.id
             WHERE a.ecosystem_id = \(ecosystem) AND a.class = 'owed' AND a.party_id = \(party) AND a.counterparty_id = \(counterparty)
               AND e.event_time < 'epoch'::timestamptz + \(end) * interval '1 microsecond'
             GROUP BY a.pallet_type_id, a.quality

@@ -110,10 +110,12 @@ public struct TokenRecord: Sendable, Hashable {
     public var revokedAt: Date?
 }
 
-/// UUIDv7-like: time-ordered so new rows land at the end of B-tree indexes.
-public func newID() -> UUID {
+/// UUIDv7-like: time-ordered so new rows land at the end of B-tree indexes, and a
+/// movement's id says which monthly ledger partition holds it (sql/0009). `at` is the
+/// recording instant; only tools that record history after the fact (the demo) pass it.
+public func newID(at instant: Date = Date()) -> UUID {
     var bytes = UUID().uuid
-    let millis = UInt64(Date().timeIntervalSince1970 * 1000)
+    let millis = UInt64(max(0, instant.timeIntervalSince1970) * 1000)
     bytes.0 = UInt8((millis >> 40) & 0xff)
     bytes.1 = UInt8((millis >> 32) & 0xff)
     bytes.2 = UInt8((millis >> 24) & 0xff)

@@ -136,6 +136,13 @@ public struct WorkerService: Service {
     }
 
     func schedule() async throws {
+        // Months of ledger partitions ahead of time (cheap when they exist already).
+        do {
+            try await store.ensureLedgerPartitions()
+        } catch {
+            store.logger.warning("could not create the coming months' ledger partitions; retrying at the next round",
+                                 metadata: ["error": "\(String(reflecting: error))"])
+        }
         for ecosystem in try await store.ecosystemsBehindWatermark() {
             try await store.enqueue(kind: "indicators.update", ecosystem: ecosystem)
         }

@@ -145,6 +145,14 @@ struct Palletflowd: AsyncParsableCommand {
             if migrate {
                 try await Migrator().migrate(client, logger: logger)
             }
+            // This month's and the next three months' ledger partitions (the worker keeps
+            // creating them ahead); a busy database may make this wait: the worker retries.
+            do {
+                try await store.ensureLedgerPartitions()
+            } catch {
+                logger.warning("could not create the coming months' ledger partitions; the worker will retry",
+                               metadata: ["error": "\(String(reflecting: error))"])
+            }
             if seedDemo {
                 let seeded = try await DemoEcosystem.seed(store)
                 printDemoBanner(seeded, host: host, port: port, scheme: settings.scheme)

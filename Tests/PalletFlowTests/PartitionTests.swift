@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+import PalletFlowCore
+import PalletFlowStore
+import PostgresNIO
+import Testing
+
+@Suite("Time partitions of the ledger and the archive command")
+struct PartitionTests {
+    /// Every account's balance and confirmed balance, keyed so two moments compare.
+    func balances(_ store: Store, _ ecosystem: UUID) async throws -> [String: [Int64]] {
+        var result: [String: [Int64]] = [:]
+        for balance in try await store.balances(ecosystem: ecosystem, classes: AccountClass.allCases, party: nil, asOf: nil) {
+            let key = balance.key
+            result["\(key.accountClass) \(key.party) \(key.counterparty) \(key.site) \(key.palletType) \(key.quality)"] =
+                [balance.balance, balance.confirmed]
+        }
+        return result
+    }
+
+    /// A confirmed transfer of `quantity` EPAL (quality A) recorded at `recorded`.
+    func transfer(_ store: Store, _ fixture: Fixture, from: Fixture.Party, to: Fixture.Party, _ quantity: Int64,
+                  recorded: Date, confirmed: Bool = true) async throws -> UUID {
+        let declaration = MovementDeclaration(
+            kind: .transfer, eventTime: Instant(recorded.addingTimeInterval(-3_600)),
+            from: PartyAtSite(party: from.id, site: from.site), to: PartyAtSite(party: to.id, site: to.site),
+            lines: [MovementLine(palletType: fixture.epal, quality: .a, quantity: quantity)])
+        let id = newID(at: recorded)
+        _ = try await store.post(ecosystem: fixture.ecosystem, by: from.id, [MovementToPost(
+            id: id, declaration: declaration, declarer: from.id, counterparty: to.id, recordTime: Instant(recorded),
+            postings: LedgerRules.postings(for: declaration), confirmed: confirmed)], idempotency: nil)
+        return id
+    }
+
+    func partition(of table: String, column: String, id: UUID, _ store: Store) async throws -> String? {
+        for try await name in try await store.client.query(PostgresQuery(unsafeSQL: """
+            SELECT tableoid::regclass::text FROM \(table) WHERE \(column) = $1 LIMIT 1
+            """, binds: { var binds = PostgresBindings(); binds.append(id); return binds }()), logger: store.logger).decode(String.self) {
+            return name
+        }
+        return nil
+    }
+
+    /// The UTC month start `months` away from the current one.
+    func monthStart(_ months: Int) -> Date { Instant.now().utcMonthStart(adding: months).date }
+
+    @Test("a movement, its lines and its entries live in the partition of the month it was recorded in; partitions refuse TRUNCATE")
+    func placement() async throws {
+        try await withFreshStore { store in
+            let fixture = try await Fixture.make(store)
+            let past = monthStart(-5).addingTimeInterval(9 * 86_400)
+            try await store.ensureLedgerPartitions(from: Instant(past), through: Instant(past))
+            let old = try await transfer(store, fixture, from: fixture.shipper, to: fixture.carrier, 7, recorded: past)
+            let now = try await transfer(store, fixture, from: fixture.shipper, to: fixture.carrier, 3, recorded: Date())
+            let oldMonth = String(Instant(past).rfc3339(keepingOffset: false).prefix(7)).replacingOccurrences(of: "-", with: "_")
+            let thisMonth = String(Instant.now().rfc3339(keepingOffset: false).prefix(7)).replacingOccurrences(of: "-", with: "_")
+            #expect(try await partition(of: "movements", column: "id", id: old, store) == "movements_\(oldMonth)")
+            #expect(try await partition(of: "movement_lines", column: "movement_id", id: old, store) == "movement_lines_\(oldMonth)")
+            #expect(try await partition(of: "ledger_entries", column: "movement_id", id: old, store) == "ledger_entries_\(oldMonth)")
+            #expect(try await partition(of: "movements", column: "id", id: now, store) == "movements_\(thisMonth)")
+            #expect(try await partition(of: "ledger_entries", column: "movement_id", id: now, store) == "ledger_entries_\(thisMonth)")
+            // The daemon made this month and the next three; the test asked for the one 5 months ago.
+            let months = try await store.ledgerPartitions().map(\.month)
+            #expect(months.count == 5)
+            #expect(months.first == oldMonth.replacingOccurrences(of: "_", with: "-"))
+            // Asking again creates nothing.
+            #expect(try await store.ensureLedgerPartitions() == 0)
+            for table in ["ledger_entries_\(oldMonth)", "movement_lines_\(oldMonth)", "movements_\(oldMonth)"] {
+                await #expect(throws: PSQLError.self) {
+                    try await store.client.query(PostgresQuery(unsafeSQL: "TRUNCATE \(table) CASCADE"), logger: store.logger)
+                }
+            }
+            await #expect(throws: PSQLError.self) {
+                try await store.client.query("DELETE FROM ledger_entries WHERE movement_id = \(old)", logger: store.logger)
+            }
+            #expect(try await store.verifyLedger(ecosystem: fixture.ecosystem).holds)
+        }
+    }
+
+    @Test("archive: old months go to files with checksums, balances and ledger verify still hold, open months stop it")
+    func archive() async throws {
+        try await withFreshStore { store in
+            let fixture = try await Fixture.make(store)
+            let older = monthStart(-15).addingTimeInterval(4 * 86_400)
+            let old = monthStart(-14).addingTimeInterval(3 * 86_400)
+            try await store.ensureLedgerPartitions(from: Instant(older), through: Instant(old))
+            // 15 months ago the carrier took 8, still waiting for the shipper's confirmation.
+            let pending = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 8, recorded: older,
+                                             confirmed: false)
+            // 14 months ago: the shipper gave 30, the carrier brought 20 back; this month 5 more.
+            _ = try await transfer(store, fixture, from: fixture.shipper, to: fixture.carrier, 30, recorded: old)
+            _ = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 20,
+                                   recorded: old.addingTimeInterval(86_400))
+            _ = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 5, recorded: Date())
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("archive-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let cutoff = Instant(monthStart(-12))
+
+            // The declared movement stops the run before anything leaves the database.
+            let before = try await balances(store, fixture.ecosystem)
+            await #expect(throws: ArchiveError.self) {
+                try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }
+            }
+            #expect(try await store.ledgerPartitions().count == 6)
+            #expect(try await store.archiveHorizon() == nil)
+            // Too recent a cutoff is refused too.
+            await #expect(throws: ArchiveError.self) {
+                try await store.archive(before: Instant(monthStart(-2)), keepMonths: 12, to: directory) { _ in }
+            }
+
+            _ = try await store.confirm(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id, asShipper: true)
+            let confirmedBefore = try await balances(store, fixture.ecosystem)
+            let archived = try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }
+            #expect(archived.map(\.month) == [older, old].map { String(Instant($0).rfc3339(keepingOffset: false).prefix(7)) })
+            #expect(archived.map(\.movements) == [1, 2])
+            #expect(archived.map(\.lines) == [1, 2])
+            #expect(archived.allSatisfy { $0.verification.holds })
+
+            // Every balance is what it was; the live ledger holds only this month's movement.
+            #expect(try await balances(store, fixture.ecosystem) == confirmedBefore)
+            #expect(before != confirmedBefore)
+            let verification = try await store.verifyLedger(ecosystem: fixture.ecosystem)
+            #expect(verification.holds)
+            #expect(verification.movements == 1)
+            #expect(try await store.ledgerPartitions().count == 4)
+
+            // What the carrier owes the shipper: 30 received, 20 and 8 given back before the
+            // horizon (opening 2), 5 given back since (closing -3: the shipper owes it 3).
+            let horizon = try #require(try await store.archiveHorizon())
+            // The month after the last one archived (the month before the cutoff held nothing).
+            #expect(horizon.microsecondsSinceEpoch == Instant(monthStart(-13)).microsecondsSinceEpoch)
+            let statement = try await store.statement(ecosystem: fixture.ecosystem, party: fixture.carrier.id,
+                                                      counterparty: fixture.shipper.id, from: horizon,
+                                                      until: Instant(Date().addingTimeInterval(3_600)))
+            let line = try #require(statement.lines.first { $0.palletType == fixture.epal && $0.quality == .a })
+            #expect(line.opening == 30 - 20 - 8)
+            #expect(line.movements == -5)
+            #expect(line.closing == 30 - 20 - 8 - 5)
+            // Before the horizon the entries are gone: the store says so rather than guess.
+            await #expect(throws: StoreError.self) {
+                try await store.statement(ecosystem: fixture.ecosystem, party: fixture.carrier.id,
+                                          counterparty: fixture.shipper.id, from: Instant(older), until: horizon)
+            }
+
+            // The files hold the rows, and the manifest's sums are theirs.
+            for month in archived {
+                let folder = directory.appendingPathComponent(month.month)
+                let manifest = try JSONDecoder().decode(ArchiveManifest.self,
+                                                        from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
+                #expect(manifest.rows["movements"] == month.movements)
+                for (file, sum) in manifest.sha256 {
+                    let data = try Data(contentsOf: folder.appendingPathComponent(file))
+                    #expect(SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() == sum)
+                }
+                let movements = try String(decoding: Data(contentsOf: folder.appendingPathComponent("movements.jsonl")), as: UTF8.self)
+                #expect(movements.split(separator: "\n").count == Int(month.movements))
+                let entries = try String(decoding: Data(contentsOf: folder.appendingPathComponent("ledger_entries.jsonl")),
+                                         as: UTF8.self)
+                // A transfer between two parties posts 4 entries (two holdings, two bilateral).
+                #expect(entries.split(separator: "\n").count == 4 * Int(month.movements))
+            }
+            // Archiving again finds nothing older than the cutoff.
+            #expect(try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }.isEmpty)
+        }
+    }
+}

@@ -455,7 +455,8 @@ extension APIImplementation {
         return .ok(.init(body: .json(.init(
             holds: report.holds, accounts: report.accounts, entries: report.entries, movements: report.movements,
             balanceMismatches: report.balanceMismatches, conservationViolations: report.conservationViolations,
-            mirrorViolations: report.mirrorViolations, unbalancedMovements: report.unbalancedMovements))))
+            mirrorViolations: report.mirrorViolations, unbalancedMovements: report.unbalancedMovements,
+            reversedTwice: report.reversedTwice))))
     }
 }
 

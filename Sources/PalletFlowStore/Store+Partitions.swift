@@ -35,7 +35,7 @@ public enum ArchiveError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .tooRecent(let cutoff, let earliest):
-            "cutoff \(cutoff) keeps too little history: the latest allowed cutoff is \(earliest) (lower --keep-months to archive more recent months)"
+            "cutoff \(cutoff) keeps too little history: the latest allowed cutoff is \(earliest) (declarations may be dated 400 days back, and --keep-months asks for more)"
         case .openMovements(let month, let count):
             "\(month) still has \(count) movements declared or contested: confirm or resolve them (or reverse them) before archiving this month; nothing was archived from it"
         case .ledgerDoesNotVerify(let month, let detail):
@@ -127,7 +127,12 @@ extension Store {
     /// A month with movements still declared or contested stops the run before it.
     public func archive(before cutoff: Instant, keepMonths: Int, to directory: URL,
                         progress: @Sendable (String) -> Void) async throws -> [ArchivedMonth] {
-        let latest = Instant.now().utcMonthStart(adding: -keepMonths)
+        // Declarations may be dated up to 400 days back: a cutoff younger than that would let
+        // new entries fall before the horizon, where opening balances can no longer see them.
+        let latestByMonths = Instant.now().utcMonthStart(adding: -keepMonths)
+        let latestByAge = Instant(microsecondsSinceEpoch: Instant.now().microsecondsSinceEpoch - DeclarationLimits.pastMaxMicroseconds)
+            .utcMonthStart()
+        let latest = latestByMonths.microsecondsSinceEpoch < latestByAge.microsecondsSinceEpoch ? latestByMonths : latestByAge
         guard cutoff.microsecondsSinceEpoch <= latest.microsecondsSinceEpoch else {
             throw ArchiveError.tooRecent(cutoff: String(cutoff.rfc3339(keepingOffset: false).prefix(10)),
                                          earliest: String(latest.rfc3339(keepingOffset: false).prefix(10)))

@@ -210,7 +210,7 @@ struct LedgerCommand: AsyncParsableCommand {
             } else {
                 output("Checked \(report.accounts) accounts, \(report.entries) entries, \(report.movements) movements.")
                 for line in report.balanceMismatches + report.conservationViolations + report.mirrorViolations
-                    + report.unbalancedMovements {
+                    + report.unbalancedMovements + report.reversedTwice {
                     output("  VIOLATION \(line)")
                 }
                 output(report.holds ? "Ledger holds: every balance equals its entries, every pallet type is conserved."
@@ -376,8 +376,9 @@ struct Archive: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @Option(help: "First month to keep, as YYYY-MM (UTC): every month before it is archived.") var before: String?
     @Option(name: .customLong("output"), help: "Directory the archive files go to.") var outputDirectory: String?
-    @Option(name: .customLong("keep-months"), help: "Refuse cutoffs less than this many months before the current month.")
-    var keepMonths = 12
+    @Option(name: .customLong("keep-months"),
+            help: "Refuse cutoffs less than this many months before the current month (at least 14: declarations may be dated 400 days back).")
+    var keepMonths = 14
     @Flag(help: "List the monthly partitions and exit.") var list = false
 
     func validate() throws {
@@ -386,7 +387,9 @@ struct Archive: AsyncParsableCommand {
             throw ValidationError("--before must be a month as YYYY-MM, e.g. --before 2025-01")
         }
         if outputDirectory == nil { throw ValidationError("--output must name the directory the archive is written to") }
-        if keepMonths < 1 { throw ValidationError("--keep-months must be at least 1: the current month is never archived") }
+        if keepMonths < 14 {
+            throw ValidationError("--keep-months must be at least 14: declarations may be dated up to 400 days back, so younger months still change")
+        }
     }
 
     func run() async throws {

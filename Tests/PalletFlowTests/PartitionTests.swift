@@ -81,36 +81,36 @@ struct PartitionTests {
     func archive() async throws {
         try await withFreshStore { store in
             let fixture = try await Fixture.make(store)
-            let older = monthStart(-15).addingTimeInterval(4 * 86_400)
-            let old = monthStart(-14).addingTimeInterval(3 * 86_400)
+            let older = monthStart(-16).addingTimeInterval(4 * 86_400)
+            let old = monthStart(-15).addingTimeInterval(3 * 86_400)
             try await store.ensureLedgerPartitions(from: Instant(older), through: Instant(old))
-            // 15 months ago the carrier took 8, still waiting for the shipper's confirmation.
+            // 16 months ago the carrier took 8, still waiting for the shipper's confirmation.
             let pending = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 8, recorded: older,
                                              confirmed: false)
-            // 14 months ago: the shipper gave 30, the carrier brought 20 back; this month 5 more.
+            // 15 months ago: the shipper gave 30, the carrier brought 20 back; this month 5 more.
             _ = try await transfer(store, fixture, from: fixture.shipper, to: fixture.carrier, 30, recorded: old)
             _ = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 20,
                                    recorded: old.addingTimeInterval(86_400))
             _ = try await transfer(store, fixture, from: fixture.carrier, to: fixture.shipper, 5, recorded: Date())
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("archive-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let cutoff = Instant(monthStart(-12))
+            let cutoff = Instant(monthStart(-14))
 
             // The declared movement stops the run before anything leaves the database.
             let before = try await balances(store, fixture.ecosystem)
             await #expect(throws: ArchiveError.self) {
-                try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }
+                try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             }
             #expect(try await store.ledgerPartitions().count == 6)
             #expect(try await store.archiveHorizon() == nil)
             // Too recent a cutoff is refused too.
             await #expect(throws: ArchiveError.self) {
-                try await store.archive(before: Instant(monthStart(-2)), keepMonths: 12, to: directory) { _ in }
+                try await store.archive(before: Instant(monthStart(-2)), keepMonths: 14, to: directory) { _ in }
             }
 
             _ = try await store.confirm(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id, asShipper: true)
             let confirmedBefore = try await balances(store, fixture.ecosystem)
-            let archived = try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }
+            let archived = try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             #expect(archived.map(\.month) == [older, old].map { String(Instant($0).rfc3339(keepingOffset: false).prefix(7)) })
             #expect(archived.map(\.movements) == [1, 2])
             #expect(archived.map(\.lines) == [1, 2])
@@ -127,8 +127,8 @@ struct PartitionTests {
             // What the carrier owes the shipper: 30 received, 20 and 8 given back before the
             // horizon (opening 2), 5 given back since (closing -3: the shipper owes it 3).
             let horizon = try #require(try await store.archiveHorizon())
-            // The month after the last one archived (the month before the cutoff held nothing).
-            #expect(horizon.microsecondsSinceEpoch == Instant(monthStart(-13)).microsecondsSinceEpoch)
+            // The month after the last one archived.
+            #expect(horizon.microsecondsSinceEpoch == Instant(monthStart(-14)).microsecondsSinceEpoch)
             let statement = try await store.statement(ecosystem: fixture.ecosystem, party: fixture.carrier.id,
                                                       counterparty: fixture.shipper.id, from: horizon,
                                                       until: Instant(Date().addingTimeInterval(3_600)))
@@ -160,7 +160,53 @@ struct PartitionTests {
                 #expect(entries.split(separator: "\n").count == 4 * Int(month.movements))
             }
             // Archiving again finds nothing older than the cutoff.
-            #expect(try await store.archive(before: cutoff, keepMonths: 12, to: directory) { _ in }.isEmpty)
+            #expect(try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }.isEmpty)
+        }
+    }
+}
+
+@Suite("Upgrading to the time partitions")
+struct PartitionUpgradeTests {
+    @Test("a database at schema 8 keeps every ledger row: time-ordered ids go to their month, others to the default partition")
+    func upgradeKeepsRows() async throws {
+        let settings = try await TestDatabase.shared.emptyDatabase()
+        try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
+            try await Migrator(migrations: Migration.all.filter { $0.version <= 8 }).migrate(client, logger: TestDatabase.logger)
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            let rows = try String(decoding: Data(contentsOf: root.appendingPathComponent("Fixtures/migrations/0008_ledger_rows.sql")),
+                                  as: UTF8.self)
+            for statement in SQLScript.statements(rows) {
+                try await client.query(PostgresQuery(unsafeSQL: statement), logger: TestDatabase.logger)
+            }
+            #expect(try await Migrator().migrate(client, logger: TestDatabase.logger).contains(9))
+
+            var placed: [String: String] = [:]
+            for try await (id, table) in try await client.query(
+                "SELECT id::text, tableoid::regclass::text FROM movements", logger: TestDatabase.logger).decode((String, String).self) {
+                placed[id] = table
+            }
+            #expect(placed == ["019cb000-0000-7000-8000-000000000001": "movements_2026_03",
+                               "5d41402a-bc4b-4a76-b971-9d911017c592": "movements_default"])
+            var entries: [String: Int64] = [:]
+            for try await (table, count) in try await client.query(
+                "SELECT tableoid::regclass::text, count(*)::int8 FROM ledger_entries GROUP BY 1", logger: TestDatabase.logger
+            ).decode((String, Int64).self) { entries[table] = count }
+            #expect(entries == ["ledger_entries_2026_03": 2, "ledger_entries_default": 2])
+            // The discrepancy still refers to its movement, and the ledger still verifies.
+            await #expect(throws: PSQLError.self) {
+                try await client.query("""
+                    INSERT INTO discrepancies (ecosystem_id, id, movement_id, contested_by, counter_lines)
+                    VALUES ('00000000-0000-0000-0000-0000000000e1', '00000000-0000-0000-0000-0000000000d2',
+                            '00000000-0000-0000-0000-00000000dead', '00000000-0000-0000-0000-0000000000b2', '[]')
+                    """, logger: TestDatabase.logger)
+            }
+            let store = Store(client: client, logger: TestDatabase.logger)
+            let verification = try await store.verifyLedger()
+            #expect(verification.holds)
+            #expect(verification.movements == 2 && verification.entries == 4)
+            // New rows continue the sequences after the copied ones (seq 1 and 2).
+            for try await next in try await client.query("SELECT nextval('movements_seq_seq')::int8", logger: TestDatabase.logger)
+                .decode(Int64.self) { #expect(next == 3) }
         }
     }
 }

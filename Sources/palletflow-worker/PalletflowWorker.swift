@@ -18,10 +18,10 @@ struct PalletflowWorker: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
     var dataDirectory: String = ProcessInfo.processInfo.environment["PALLETFLOW_DATA_DIR"] ?? DatabaseRuntime.defaultDataDirectory
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PALLETFLOW_LOG_LEVEL).")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
-    @Option(name: .customLong("log-format"), help: "json (default) or text.")
+    @Option(name: .customLong("log-format"), help: "json or text (env PALLETFLOW_LOG_FORMAT).")
     var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
 
     func run() async throws {

@@ -37,14 +37,14 @@ struct Palletflowd: AsyncParsableCommand {
     @Flag(name: .customLong("no-migrate"), help: "Do not apply migrations at start (they must already be applied).")
     var noMigrate = false
 
-    @Option(name: .customLong("body-limit-bytes"), help: "Largest request body accepted; larger ones get 413.")
+    @Option(name: .customLong("body-limit-bytes"), help: "Largest request body accepted; larger ones get 413 (env PALLETFLOW_BODY_LIMIT_BYTES).")
     var bodyLimitBytes: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_BODY_LIMIT_BYTES"] ?? "") ?? 16 * 1024 * 1024
 
-    @Option(name: .customLong("db-connections"), help: "Size of the database connection pool.")
+    @Option(name: .customLong("db-connections"), help: "Size of the database connection pool (env PALLETFLOW_DB_CONNECTIONS).")
     var databaseConnections: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_DB_CONNECTIONS"] ?? "") ?? 20
 
     @Option(name: .customLong("rate-limit-per-token"),
-            help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables.")
+            help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables (env PALLETFLOW_RATE_LIMIT_PER_TOKEN).")
     var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
         ?? ServerSettings.defaultRateLimitPerToken
 
@@ -67,10 +67,10 @@ struct Palletflowd: AsyncParsableCommand {
     var certificatePath: String? { Self.setting(tlsCertificate, "PALLETFLOW_TLS_CERTIFICATE") }
     var keyPath: String? { Self.setting(tlsKey, "PALLETFLOW_TLS_KEY") }
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PALLETFLOW_LOG_LEVEL).")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
-    @Option(name: .customLong("log-format"), help: "json (default) or text.")
+    @Option(name: .customLong("log-format"), help: "json or text (env PALLETFLOW_LOG_FORMAT).")
     var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
 
     func validate() throws {

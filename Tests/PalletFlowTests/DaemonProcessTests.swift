@@ -218,4 +218,93 @@ struct DaemonProcessTests {
             for daemon in daemons { #expect(try await waitForExit(daemon) == 0) }
         }
     }
+
+    /// A blocking TCP connection to the daemon, for a request sent in pieces.
+    struct RawConnection {
+        let descriptor: Int32
+
+        init?(port: Int) {
+            descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if connected != 0 { close(descriptor); return nil }
+        }
+
+        func send(_ bytes: [UInt8]) -> Bool {
+            bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, 0) } == bytes.count
+        }
+
+        /// Everything until the peer closes.
+        func readAll() -> String {
+            var result: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+                if count <= 0 { break }
+                result += buffer[0..<count]
+            }
+            close(descriptor)
+            return String(decoding: result, as: UTF8.self)
+        }
+    }
+
+    @Test("SIGTERM drains: a declaration still arriving when the signal comes is answered 201 and stored, new connections are refused, exit 0")
+    func drainsRequestsInFlight() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the daemon first: \(Self.binary)")
+        let (settings, url) = try await TestDatabase.shared.freshDatabaseURL()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("pf-drain-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
+            let store = Store(client: client, logger: TestDatabase.logger)
+            let fixture = try await Fixture.make(store)
+            let port = Int.random(in: 20_000...40_000)
+            let daemon = Process()
+            daemon.executableURL = URL(fileURLWithPath: Self.binary)
+            daemon.arguments = ["--port", String(port), "--log-format", "text", "--log-level", "warning"]
+            daemon.environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": url]) { $1 }
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            daemon.standardOutput = try FileHandle(forWritingTo: log)
+            daemon.standardError = try FileHandle(forWritingTo: log)
+            try daemon.run()
+            defer { if daemon.isRunning { daemon.interrupt() } }
+            #expect(try await waitUntilReady(port: port))
+
+            let body = Array(try JSONSerialization.data(withJSONObject: [
+                "kind": "pickup", "eventTime": hoursAgo(1),
+                "from": ["partyId": fixture.shipper.id.lower, "siteId": fixture.shipper.site!.lower],
+                "to": ["partyId": fixture.carrier.id.lower], "lines": [["palletType": "EPAL1", "quantity": 11]],
+            ] as [String: Any]))
+            let head = """
+                POST \(fixture.base)/movements HTTP/1.1\r
+                Host: 127.0.0.1:\(port)\r
+                Authorization: Bearer \(fixture.carrier.token)\r
+                Content-Type: application/json\r
+                Idempotency-Key: drain-1\r
+                Content-Length: \(body.count)\r
+                Connection: close\r
+                \r
+
+                """
+            let connection = try #require(RawConnection(port: port))
+            #expect(connection.send(Array(head.utf8) + body.prefix(body.count / 2)))
+            try await Task.sleep(for: .milliseconds(300))
+            daemon.terminate()
+            try await Task.sleep(for: .milliseconds(700))
+            // Stopping: the listener is closed, the request in flight is not.
+            #expect(daemon.isRunning)
+            #expect(RawConnection(port: port) == nil, "a stopping daemon accepts no new connection")
+            #expect(connection.send(Array(body.dropFirst(body.count / 2))))
+            let response = connection.readAll()
+            #expect(response.hasPrefix("HTTP/1.1 201"), "\(response.prefix(300))")
+            #expect(try await waitForExit(daemon) == 0)
+            let movements = try await store.movements(ecosystem: fixture.ecosystem, MovementFilter())
+            #expect(movements.count == 1)
+            #expect(movements.first?.declaration.lines.first?.quantity == 11)
+        }
+    }
 }

@@ -150,7 +150,7 @@ CREATE TRIGGER movements_guard_update BEFORE UPDATE ON movements
 -- Creates the monthly partitions from first_month to last_month (UTC) that do not exist
 -- yet, and returns how many months it created. A month whose ids already sit in the
 -- default partition is skipped (PostgreSQL would refuse it): those rows stay correct there.
--- The daemon calls it at start and the worker every hour for the months ahead.
+-- The daemon calls it at start and the worker at each scheduling round, for the months ahead.
 CREATE FUNCTION ensure_ledger_partitions(first_month timestamptz, last_month timestamptz) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE

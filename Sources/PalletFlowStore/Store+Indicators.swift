@@ -218,7 +218,8 @@ extension Store {
             // their movements were in the database (`palletflow archive` took them out).
             var horizonDay = Int64.min
             for try await day in try await connection.query("""
-                SELECT ((max(month) + interval '1 month')::date - date '1970-01-01')::int8 FROM ledger_archives HAVING count(*) > 0
+                SELECT ((max(month) + interval '1 month')::date - date '1970-01-01')::int8
+                FROM ledger_archived_totals WHERE ecosystem_id = \(ecosystem) HAVING count(*) > 0
                 """, logger: logger).decode(Int64.self) { horizonDay = day }
             if replaceAll {
                 // A full recompute swaps every row at once: readers never see an empty table.

@@ -190,7 +190,7 @@ extension Store {
         let classNames = classes.map(\.rawValue)
         let query: PostgresQuery
         if let asOf {
-            try await refuseArchived(before: asOf)
+            try await refuseArchived(ecosystem: ecosystem, before: asOf)
             let at = asOf.microsecondsSinceEpoch
             query = """
                 SELECT a.class::text, a.party_id, a.counterparty_id, a.site_id, a.pallet_type_id, a.quality::text,

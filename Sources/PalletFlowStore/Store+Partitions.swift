@@ -96,11 +96,14 @@ extension Store {
         return result
     }
 
-    /// The first instant whose records are still in the database: the month after the last
-    /// archived one, or nil when nothing was ever archived.
-    public func archiveHorizon() async throws -> Instant? {
+    /// The first instant from which the ecosystem's entries are all still in the database:
+    /// the month after the last month `palletflow archive` took entries of it out, or nil
+    /// when none was. Read from the archived sums themselves, so a backup and restore of
+    /// the ecosystem carries it along.
+    public func archiveHorizon(ecosystem: UUID) async throws -> Instant? {
         for try await micros in try await client.query("""
-            SELECT (extract(epoch FROM (max(month) + interval '1 month')::timestamp) * 1000000)::int8 FROM ledger_archives
+            SELECT (extract(epoch FROM (max(month) + interval '1 month')::timestamp) * 1000000)::int8
+            FROM ledger_archived_totals WHERE ecosystem_id = \(ecosystem)
             HAVING count(*) > 0
             """, logger: logger).decode(Int64.self) {
             return Instant(microsecondsSinceEpoch: micros, offsetMinutes: nil)
@@ -108,10 +111,11 @@ extension Store {
         return nil
     }
 
-    /// Refuses an instant before the archive horizon: the entries it needs left the
-    /// database (balances now and from the horizon on are exact).
-    func refuseArchived(before instant: Instant) async throws {
-        if let horizon = try await archiveHorizon(), instant.microsecondsSinceEpoch < horizon.microsecondsSinceEpoch {
+    /// Refuses an instant before the ecosystem's archive horizon: the entries it needs left
+    /// the database (balances now and from the horizon on are exact).
+    func refuseArchived(ecosystem: UUID, before instant: Instant) async throws {
+        if let horizon = try await archiveHorizon(ecosystem: ecosystem),
+           instant.microsecondsSinceEpoch < horizon.microsecondsSinceEpoch {
             let day = String(horizon.rfc3339(keepingOffset: false).prefix(10))
             throw StoreError.conflict("the ledger before \(day) is archived: ask from that date on, or read the archive files")
         }

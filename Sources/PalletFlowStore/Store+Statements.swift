@@ -54,7 +54,7 @@ public struct StatementAnswer: Sendable, Hashable {
 
 extension Store {
     public func statement(ecosystem: UUID, party: UUID, counterparty: UUID, from: Instant, until: Instant) async throws -> Statement {
-        try await refuseArchived(before: from)
+        try await refuseArchived(ecosystem: ecosystem, before: from)
         let start = from.microsecondsSinceEpoch
         let end = until.microsecondsSinceEpoch
         var lines: [PalletTypeQuality: Statement.Line] = [:]

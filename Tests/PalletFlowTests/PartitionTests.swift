@@ -79,8 +79,7 @@ struct PartitionTests {
 
     @Test("archive: old months go to files with checksums, balances and ledger verify still hold, open months stop it")
     func archive() async throws {
-        try await withFreshStore { store in
-            let fixture = try await Fixture.make(store)
+        try await withAPI { api, fixture, store in
             let older = monthStart(-16).addingTimeInterval(4 * 86_400)
             let old = monthStart(-15).addingTimeInterval(3 * 86_400)
             try await store.ensureLedgerPartitions(from: Instant(older), through: Instant(old))
@@ -102,18 +101,27 @@ struct PartitionTests {
                 try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             }
             #expect(try await store.ledgerPartitions().count == 6)
-            #expect(try await store.archiveHorizon() == nil)
+            #expect(try await store.archiveHorizon(ecosystem: fixture.ecosystem) == nil)
             // Too recent a cutoff is refused too.
             await #expect(throws: ArchiveError.self) {
                 try await store.archive(before: Instant(monthStart(-2)), keepMonths: 14, to: directory) { _ in }
             }
 
-            _ = try await store.confirm(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id, asShipper: true)
+            // Contested, it is still open; resolved as declared, it is settled (and confirmed).
+            _ = try await store.contest(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id,
+                                        counterLines: [CounterLine(lineNo: 0, quantity: 6, exchangedQuantity: 0)],
+                                        evidence: nil, note: "only 6 arrived")
+            await #expect(throws: ArchiveError.self) {
+                try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
+            }
+            _ = try await store.resolve(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id,
+                                        resolution: .declared, agreedLines: nil, note: "the CMR says 8")
             let confirmedBefore = try await balances(store, fixture.ecosystem)
             let archived = try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             #expect(archived.map(\.month) == [older, old].map { String(Instant($0).rfc3339(keepingOffset: false).prefix(7)) })
             #expect(archived.map(\.movements) == [1, 2])
             #expect(archived.map(\.lines) == [1, 2])
+            #expect(archived.map(\.discrepancies) == [1, 0])
             #expect(archived.allSatisfy { $0.verification.holds })
 
             // Every balance is what it was; the live ledger holds only this month's movement.
@@ -126,7 +134,7 @@ struct PartitionTests {
 
             // What the carrier owes the shipper: 30 received, 20 and 8 given back before the
             // horizon (opening 2), 5 given back since (closing -3: the shipper owes it 3).
-            let horizon = try #require(try await store.archiveHorizon())
+            let horizon = try #require(try await store.archiveHorizon(ecosystem: fixture.ecosystem))
             // The month after the last one archived.
             #expect(horizon.microsecondsSinceEpoch == Instant(monthStart(-14)).microsecondsSinceEpoch)
             let statement = try await store.statement(ecosystem: fixture.ecosystem, party: fixture.carrier.id,
@@ -141,6 +149,21 @@ struct PartitionTests {
                 try await store.statement(ecosystem: fixture.ecosystem, party: fixture.carrier.id,
                                           counterparty: fixture.shipper.id, from: Instant(older), until: horizon)
             }
+
+            // Through the API: as-of balances before the horizon are refused (409), not guessed;
+            // after it they are the archived sums plus the live entries.
+            let refused = try await api.get(
+                "\(fixture.base)/balances?party=\(fixture.carrier.id.lower)&asOf=\(Instant(old).rfc3339(keepingOffset: false))",
+                token: fixture.shipper.token)
+            #expect(refused.status == .conflict)
+            #expect(refused.text.contains("archived"))
+            let now = try await api.get(
+                "\(fixture.base)/balances?party=\(fixture.carrier.id.lower)&asOf=\(Instant(Date().addingTimeInterval(60)).rfc3339(keepingOffset: false))",
+                token: fixture.shipper.token)
+            #expect(now.status == .ok)
+            let owed = now.items.filter { $0["counterpartyId"] as? String == fixture.shipper.id.lower }
+                .compactMap { $0["balance"] as? Int }.reduce(0, +)
+            #expect(owed == 30 - 20 - 8 - 5)
 
             // The files hold the rows, and the manifest's sums are theirs.
             for month in archived {
@@ -158,7 +181,12 @@ struct PartitionTests {
                                          as: UTF8.self)
                 // A transfer between two parties posts 4 entries (two holdings, two bilateral).
                 #expect(entries.split(separator: "\n").count == 4 * Int(month.movements))
+                let discrepancies = try String(decoding: Data(contentsOf: folder.appendingPathComponent("discrepancies.jsonl")),
+                                               as: UTF8.self)
+                #expect(discrepancies.split(separator: "\n").count == Int(month.discrepancies))
             }
+            // The archived movement is gone from the API too.
+            #expect(try await api.get("\(fixture.base)/movements/\(pending.lower)", token: fixture.shipper.token).status == .notFound)
             // Archiving again finds nothing older than the cutoff.
             #expect(try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }.isEmpty)
         }

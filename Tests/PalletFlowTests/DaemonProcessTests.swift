@@ -166,7 +166,8 @@ struct DaemonProcessTests {
             for port in ports { #expect(try await waitUntilReady(port: port)) }
 
             // 200 pickups of 1 to 7 pallets, alternately through each daemon, 16 at a time; every
-            // tenth is sent again through the other daemon with the same key (a retry).
+            // tenth is sent through both daemons at once with the same key (a retry racing the
+            // original), every fifth after it through the other daemon (a late retry).
             let count = 200
             let eventTime = hoursAgo(1)
             func send(_ index: Int, through port: Int) async throws -> (Int, Data) {
@@ -189,9 +190,15 @@ struct DaemonProcessTests {
                 for index in 0..<count {
                     if index >= 16, let result = try await group.next() { collected.append(result) }
                     group.addTask {
+                        if index % 10 == 0 {
+                            async let original = send(index, through: ports[index % 2])
+                            async let racing = send(index, through: ports[(index + 1) % 2])
+                            let (first, second) = try await (original, racing)
+                            return (index, first.0 == second.0 ? first.0 : -second.0, first.1, second.1)
+                        }
                         let (status, body) = try await send(index, through: ports[index % 2])
                         var retried: Data?
-                        if index % 10 == 0 { retried = try await send(index, through: ports[(index + 1) % 2]).1 }
+                        if index % 5 == 0 { retried = try await send(index, through: ports[(index + 1) % 2]).1 }
                         return (index, status, body, retried)
                     }
                 }

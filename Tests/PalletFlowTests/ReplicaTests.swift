@@ -32,7 +32,22 @@ struct ReplicaTests {
         return (((body?["resultsBody"] as? [String: Any])?["eventList"]) as? [Any])?.count ?? -1
     }
 
-    @Test("reports are read from the hot standby: paused replay hides a new movement there, resumed replay shows it")
+    /// The carrier's pending EPAL balance in the mediation report, as the daemon serves it;
+    /// nil when the report does not come back with the carrier in it.
+    func reportedPending(_ port: Int, _ base: String, session: UUID, carrier: UUID, token: String) async throws -> Int64? {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(base)/sessions/\(session.lower)/report")!)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        let (data, _) = try await URLSession.shared.data(for: request)
+        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let participants = json?["participants"] as? [[String: Any]] ?? []
+        guard let participant = participants.first(where: { $0["memberId"] as? String == carrier.lower }) else { return nil }
+        let balances = participant["balances"] as? [[String: Any]] ?? []
+        return balances.filter { $0["palletType"] as? String == "EPAL1" }.compactMap { ($0["pending"] as? NSNumber)?.int64Value }
+            .reduce(0, +)
+    }
+
+    @Test("the mediation report and the EPCIS query are read from the hot standby: paused replay hides a new movement there, resumed replay shows it")
     func readsFromStandby() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: DaemonProcessTests.binary), "build the daemon first")
         let binaries = try PostgresBinaries.locate()
@@ -72,6 +87,11 @@ struct ReplicaTests {
             try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { primary in
                 let store = Store(client: primary, logger: TestDatabase.logger)
                 let fixture = try await Fixture.make(store)
+                let today = Instant.now().day
+                let session = try await store.createSession(
+                    ecosystem: fixture.ecosystem, title: "Quarterly review", scheduledAt: Date(), periodStartDay: today - 30,
+                    periodEndDay: today + 1, agenda: nil, participants: [fixture.carrier.id, fixture.shipper.id],
+                    by: fixture.shipper.id)
                 // Wait until the standby has the fixture.
                 var caughtUp = false
                 for _ in 0..<200 where !caughtUp {
@@ -111,8 +131,11 @@ struct ReplicaTests {
                 #expect((response as? HTTPURLResponse)?.statusCode == 201)
                 // Written on the primary...
                 #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 1)
-                // ...but the query is answered by the paused standby, which has not seen it.
+                // ...but the EPCIS query and the mediation report are answered by the paused
+                // standby, which has not seen it.
                 #expect(try await events(port, fixture.base, token: fixture.shipper.token) == 0)
+                #expect(try await reportedPending(port, fixture.base, session: session, carrier: fixture.carrier.id,
+                                                  token: fixture.shipper.token) == 0)
 
                 try await replica.query("SELECT pg_wal_replay_resume()", logger: TestDatabase.logger)
                 var seen = 0
@@ -121,6 +144,9 @@ struct ReplicaTests {
                     if seen != 1 { try await Task.sleep(for: .milliseconds(100)) }
                 }
                 #expect(seen == 1, "once replay resumes, the standby serves the new movement")
+                // The carrier's pickup of 9 awaits the shipper's confirmation: 9 pending in the report.
+                #expect(try await reportedPending(port, fixture.base, session: session, carrier: fixture.carrier.id,
+                                                  token: fixture.shipper.token) == 9)
                 daemon.interrupt()
                 #expect(try await DaemonProcessTests().waitForExit(daemon) == 0)
             }

@@ -124,10 +124,11 @@ extension Store {
     /// Archives every whole month recorded before `cutoff` (a UTC month start), oldest
     /// first, one transaction per month. For each month it writes the movements, their
     /// lines and entries, and the discrepancies and EPCIS events that refer to them as JSON
-    /// lines under `directory/YYYY-MM/` with a manifest of SHA-256 sums; then, in one
-    /// transaction, it records each account's archived sum (so every balance still equals
-    /// its archived plus live entries), removes the rows, drops the month's partitions,
-    /// runs the ledger check, and commits only if the ledger verifies.
+    /// lines under `directory/YYYY-MM/` with a manifest of SHA-256 sums; then, in the same
+    /// transaction, it runs the ledger check (nothing leaves a ledger that does not verify),
+    /// records each account's archived sum, removes the rows, drops the month's partitions,
+    /// and commits only if every account the month touched still equals its archived plus
+    /// live entries.
     /// A month with movements still declared or contested stops the run before it.
     public func archive(before cutoff: Instant, keepMonths: Int, to directory: URL,
                         progress: @Sendable (String) -> Void) async throws -> [ArchivedMonth] {
@@ -163,7 +164,10 @@ extension Store {
             throw ArchiveError.cannotWrite("\(folder.path): \(error.localizedDescription)")
         }
         return try await transaction { connection in
-            // Nothing may confirm, contest or reverse these movements while they are archived.
+            // One snapshot for the export, the ledger check and the archived sums.
+            try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+            // Nothing may confirm, contest or reverse these movements while they are archived;
+            // declarations (into the current month's partitions) go on.
             try await connection.query(PostgresQuery(unsafeSQL: """
                 LOCK TABLE "\(movements)", "\(lines)", "\(entries)" IN SHARE MODE
                 """), logger: logger)
@@ -222,6 +226,16 @@ extension Store {
                 throw ArchiveError.cannotWrite("\(folder.path)/manifest.json: \(error.localizedDescription)")
             }
 
+            // The whole ledger must verify before a month leaves it. This runs before the
+            // strong locks below, so declarations wait only for the short removal.
+            let verification = try await verifyLedger(ecosystem: nil, on: connection)
+            guard verification.holds else {
+                throw ArchiveError.ledgerDoesNotVerify(month: month, detail: "\(verification)")
+            }
+            var touched: Int64 = 0
+            for try await count in try await connection.query(PostgresQuery(unsafeSQL: """
+                SELECT count(DISTINCT (ecosystem_id, account_id))::int8 FROM "\(entries)"
+                """), logger: logger).decode(Int64.self) { touched = count }
             try await connection.query(PostgresQuery(unsafeSQL: """
                 INSERT INTO ledger_archived_totals (ecosystem_id, account_id, month, amount, confirmed_amount, entries)
                 SELECT e.ecosystem_id, e.account_id, $1::date, sum(e.amount), coalesce(sum(e.amount) FILTER (WHERE m.confirmed), 0),
@@ -251,9 +265,27 @@ extension Store {
                                        logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \"\(movements)\""), logger: logger)
 
-            let verification = try await verifyLedger(ecosystem: nil, on: connection)
-            guard verification.holds else {
-                throw ArchiveError.ledgerDoesNotVerify(month: month, detail: "\(verification)")
+            // After the removal, every account the month touched still has a balance equal to
+            // its archived sums plus its live entries (the others did not change).
+            var checked: Int64 = 0
+            for try await (account, balance, sum) in try await connection.query("""
+                SELECT a.id, a.balance, coalesce((SELECT sum(t.amount) FROM ledger_archived_totals t
+                                                 WHERE t.ecosystem_id = a.ecosystem_id AND t.account_id = a.id), 0)::int8
+                                      + coalesce((SELECT sum(e.amount) FROM ledger_entries e
+                                                 WHERE e.ecosystem_id = a.ecosystem_id AND e.account_id = a.id), 0)::int8
+                FROM accounts a
+                JOIN ledger_archived_totals m ON m.ecosystem_id = a.ecosystem_id AND m.account_id = a.id
+                                             AND m.month = \(month + "-01")::date
+                """, logger: logger).decode((Int64, Int64, Int64).self) {
+                checked += 1
+                if balance != sum {
+                    throw ArchiveError.ledgerDoesNotVerify(
+                        month: month, detail: "account \(account): balance \(balance), archived and live entries \(sum)")
+                }
+            }
+            guard checked == touched else {
+                throw ArchiveError.ledgerDoesNotVerify(
+                    month: month, detail: "\(touched) accounts had entries in the month but \(checked) have archived sums")
             }
             let filesJSON = String(decoding: try JSONSerialization.data(withJSONObject: files, options: [.sortedKeys]), as: UTF8.self)
             try await connection.query("""

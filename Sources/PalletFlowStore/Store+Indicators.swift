@@ -184,12 +184,15 @@ extension Store {
     }
 
     /// Pallet notes each partner issued (owes), per pallet type.
-    public func noteFacts(ecosystem: UUID) async throws -> [RelationshipKey: [NoteFact]] {
+    public func noteFacts(ecosystem: UUID, partners: [UUID]? = nil) async throws -> [RelationshipKey: [NoteFact]] {
+        let all = partners == nil
+        let chosen = partners ?? []
         var result: [RelationshipKey: [NoteFact]] = [:]
         for try await (issuer, type, issue, due, outstanding) in try await client.query("""
             SELECT issuer_id, pallet_type_id, (issue_date - date '1970-01-01')::int8, (due_date - date '1970-01-01')::int8,
                    (quantity - redeemed_quantity)::int8
             FROM pallet_notes WHERE ecosystem_id = \(ecosystem) AND NOT cancelled AND quantity > redeemed_quantity
+              AND (\(all) OR issuer_id = ANY(\(chosen)::uuid[]))
             """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
             result[RelationshipKey(partner: issuer, palletType: type), default: []].append(
                 NoteFact(issueDay: Int(issue), dueDay: Int(due), outstanding: outstanding))
@@ -210,26 +213,24 @@ extension Store {
     }
 
     /// Replaces the indicator rows of the given relationships from `fromDay` on (periods
-    /// ending after it) with `rows`, and moves the watermark, in one transaction.
+    /// ending after it) with `rows`, and moves the watermark, in one transaction. With
+    /// `rebuildStateFor` (the shipper; a full recompute), the running state of the
+    /// incremental updates is rebuilt from the ledger up to the watermark in the same transaction.
     public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?,
-                                  replaceAll: Bool = false) async throws {
+                                  replaceAll: Bool = false, rebuildStateFor shipper: UUID? = nil) async throws {
         try await transaction { connection in
-            if replaceAll {
-                // A full recompute swaps every row at once: readers never see an empty table.
-                try await connection.query("DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)", logger: logger)
+            if let shipper, let watermark {
+                // Updates hold this row while they move the state: wait for them.
+                try await connection.query("""
+                    INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), 0) ON CONFLICT (ecosystem_id) DO NOTHING
+                    """, logger: logger)
+                try await connection.query(
+                    "SELECT 1 FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem) FOR UPDATE", logger: logger)
+                try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: watermark, on: connection)
+                try await connection.query(
+                    "UPDATE indicator_watermarks SET state_seq = \(watermark) WHERE ecosystem_id = \(ecosystem)", logger: logger)
             }
-            let partners = pairs.keys.map(\.partner)
-            let types = pairs.keys.map(\.palletType)
-            let days = pairs.values.map { Int64($0) }
-            try await connection.query("""
-                DELETE FROM indicators i
-                USING unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)
-                WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type
-                  AND (i.period = 'to_date' OR i.period_end > date '1970-01-01' + p.from_day::int)
-                """, logger: logger)
-            for chunk in stride(from: 0, to: rows.count, by: 2_000) {
-                try await insertIndicators(ecosystem: ecosystem, Array(rows[chunk..<min(rows.count, chunk + 2_000)]), on: connection)
-            }
+            try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: replaceAll, on: connection)
             if let watermark {
                 try await connection.query("""
                     INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), \(watermark))
@@ -237,6 +238,26 @@ extension Store {
                                                             updated_at = now()
                     """, logger: logger)
             }
+        }
+    }
+
+    func replaceIndicatorRows(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], replaceAll: Bool,
+                              on connection: PostgresConnection) async throws {
+        if replaceAll {
+            // A full recompute swaps every row at once: readers never see an empty table.
+            try await connection.query("DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        }
+        let partners = pairs.keys.map(\.partner)
+        let types = pairs.keys.map(\.palletType)
+        let days = pairs.values.map { Int64($0) }
+        try await connection.query("""
+            DELETE FROM indicators i
+            USING unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)
+            WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type
+              AND (i.period = 'to_date' OR i.period_end > date '1970-01-01' + p.from_day::int)
+            """, logger: logger)
+        for chunk in stride(from: 0, to: rows.count, by: 2_000) {
+            try await insertIndicators(ecosystem: ecosystem, Array(rows[chunk..<min(rows.count, chunk + 2_000)]), on: connection)
         }
     }
 

@@ -1,0 +1,335 @@
+import Foundation
+import Logging
+import PalletFlowCore
+import PostgresNIO
+
+/// Declaration figures of one relationship over one period (docs/indicators.md, section 2).
+public struct DeclarationStats: Sendable, Hashable {
+    public var declarations: Int64 = 0
+    public var latenessMedianSeconds: Int64?
+    public var latenessP90Seconds: Int64?
+    public var declaredWithin24h: Int64 = 0
+    public var contested: Int64 = 0
+    public init() {}
+}
+
+/// The partner's own declarations of one day with one lateness, counted.
+public struct LatenessCount: Sendable, Hashable {
+    public var day: Int
+    public var latenessSeconds: Int64
+    public var declarations: Int64
+}
+
+/// What an incremental update reads for the relationships it recomputes, from the running
+/// state (sql/0010_indicator_state.sql) rather than from the ledger.
+public struct IndicatorState: Sendable {
+    /// Every fact of each relationship (summed per kind and day), oldest first.
+    public var facts: [RelationshipKey: [RelationshipFact]] = [:]
+    /// The first day of any declaration involving the partner with the pallet type.
+    public var firstActivityDay: [RelationshipKey: Int] = [:]
+    /// The partner's own declarations from `fromDay` on (from the first day of the
+    /// relationship when `completeLateness` holds the key).
+    public var lateness: [RelationshipKey: [LatenessCount]] = [:]
+    public var completeLateness: Set<RelationshipKey> = []
+    /// Declaration figures over the whole history (contested not included), for the
+    /// relationships whose declarations all lie on or before `today`.
+    public var toDate: [RelationshipKey: DeclarationStats] = [:]
+    /// The partner's own contested declarations per day.
+    public var contested: [RelationshipKey: [Int: Int64]] = [:]
+    public init() {}
+}
+
+extension Store {
+    /// The incremental update of docs/indicators.md, section 4, in one transaction: moves the
+    /// running state forward from the movements after its watermark, finds the relationships
+    /// the new movements touch, reads their state, lets `compute` build their rows and
+    /// replaces them. Returns the relationships recomputed, the rows written and the watermark.
+    public func updateIndicatorsIncrementally(
+        ecosystem: UUID, shipper: UUID, today: Int,
+        compute: ([RelationshipKey: Int], IndicatorState) -> [IndicatorRow]
+    ) async throws -> (relationships: Int, rows: Int, watermark: Int64) {
+        let last = try await committedSeq(ecosystem: ecosystem)
+        return try await transaction { connection in
+            // One update at a time per ecosystem: the state moves by deltas.
+            try await connection.query("""
+                INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), 0) ON CONFLICT (ecosystem_id) DO NOTHING
+                """, logger: logger)
+            var watermark: Int64 = 0
+            var stateSeq: Int64?
+            for try await (seq, state) in try await connection.query("""
+                SELECT last_seq, state_seq FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem) FOR UPDATE
+                """, logger: logger).decode((Int64, Int64?).self) {
+                watermark = seq
+                stateSeq = state
+            }
+            let target = max(last, watermark, stateSeq ?? 0)
+            if let stateSeq {
+                if stateSeq < target {
+                    try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: stateSeq, upTo: target, on: connection)
+                }
+            } else {
+                try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: target, on: connection)
+            }
+            // Relationships whose rows are older than the state: from the lower of both watermarks.
+            let pairs = try await changedRelationships(ecosystem: ecosystem, shipper: shipper, after: min(watermark, stateSeq ?? watermark),
+                                                       upTo: target, on: connection)
+            var rows: [IndicatorRow] = []
+            if !pairs.isEmpty {
+                let state = try await readIndicatorState(ecosystem: ecosystem, pairs: pairs, today: today, on: connection)
+                rows = compute(pairs, state)
+                try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: false, on: connection)
+            }
+            try await connection.query("""
+                UPDATE indicator_watermarks SET last_seq = \(target), state_seq = \(target), updated_at = now()
+                WHERE ecosystem_id = \(ecosystem)
+                """, logger: logger)
+            return (pairs.count, rows.count, target)
+        }
+    }
+
+    /// The highest movements.seq below which every movement is committed (or rolled back).
+    func committedSeq(ecosystem: UUID) async throws -> Int64 {
+        // Writers hold this lock shared from before their sequence number is drawn until they
+        // commit; taking it exclusively for a moment means no write is in flight, so every
+        // movement up to max(seq) is committed (or rolled back) and none is skipped later.
+        try await transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(ecosystem)::text, 7))", logger: logger)
+            var last: Int64 = 0
+            for try await seq in try await connection.query(
+                "SELECT coalesce(max(seq), 0)::int8 FROM movements WHERE ecosystem_id = \(ecosystem)", logger: logger).decode(Int64.self) {
+                last = seq
+            }
+            return last
+        }
+    }
+
+    /// Relationships touched by the movements in (after, upTo] and the earliest day each
+    /// touches (a reversal counts on the day of what it reverses).
+    func changedRelationships(ecosystem: UUID, shipper: UUID, after: Int64, upTo: Int64,
+                              on connection: PostgresConnection) async throws -> [RelationshipKey: Int] {
+        var pairs: [RelationshipKey: Int] = [:]
+        for try await (partner, type, day) in try await connection.query("""
+            SELECT p.partner, l.pallet_type_id,
+                   min(floor(extract(epoch FROM coalesce(o.event_time, m.event_time)) / 86400))::int8
+            FROM movements m
+            JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+            LEFT JOIN movements o ON o.ecosystem_id = m.ecosystem_id AND o.id = m.reverses_id
+            CROSS JOIN LATERAL (VALUES (m.from_party_id), (m.to_party_id), (m.declarer_id)) AS p(partner)
+            WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo)
+              AND p.partner IS NOT NULL AND p.partner <> \(shipper)
+            GROUP BY 1, 2
+            """, logger: logger).decode((UUID, UUID, Int64).self) {
+            pairs[RelationshipKey(partner: partner, palletType: type)] = Int(day)
+        }
+        return pairs
+    }
+
+    /// Drops the ecosystem's state and builds it from every movement up to `upTo`.
+    func rebuildIndicatorState(ecosystem: UUID, shipper: UUID, upTo: Int64, on connection: PostgresConnection) async throws {
+        try await connection.query("DELETE FROM indicator_facts WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_activity WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_lateness WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_lateness_minutes WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: 0, upTo: upTo, on: connection)
+    }
+
+    /// Adds the movements in (after, upTo] to the state, set-based. A movement adds its facts
+    /// unless it is a reversal; a reversal subtracts the facts of the movement it reverses
+    /// (added when that one was read, or in this same delta), so the sums equal the facts of
+    /// the movements neither reversed nor reversals, as a full recompute reads them.
+    /// Declarations (reversals and corrections excluded, reversed originals included) only
+    /// ever add.
+    func applyIndicatorState(ecosystem: UUID, shipper: UUID, after: Int64, upTo: Int64,
+                             on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            WITH src AS (
+                SELECT m.id, 1 AS sign FROM movements m
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo) AND m.reverses_id IS NULL
+                UNION ALL
+                SELECT m.reverses_id, -1 FROM movements m
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo) AND m.reverses_id IS NOT NULL
+            ), m AS (
+                SELECT o.id, o.kind, o.from_party_id, o.to_party_id, s.sign,
+                       floor(extract(epoch FROM o.event_time) / 86400)::int4 AS day
+                FROM src s JOIN movements o ON o.ecosystem_id = \(ecosystem) AND o.id = s.id
+                WHERE o.reverses_id IS NULL
+                  AND (o.from_party_id = \(shipper) OR o.to_party_id = \(shipper) OR o.kind IN ('loss', 'scrap'))
+            ), l AS (
+                SELECT m.*, l.pallet_type_id, l.quantity, l.exchanged_quantity
+                FROM m JOIN movement_lines l ON l.ecosystem_id = \(ecosystem) AND l.movement_id = m.id
+            )
+            INSERT INTO indicator_facts AS f (ecosystem_id, partner_id, pallet_type_id, kind, day, quantity)
+            SELECT \(ecosystem), partner, pallet_type_id, kind, day, sum(sign * quantity)::int8 FROM (
+                SELECT to_party_id AS partner, pallet_type_id, 'issued' AS kind, day, quantity, sign FROM l
+                 WHERE from_party_id = \(shipper) AND to_party_id <> \(shipper) AND kind IN ('pickup', 'delivery', 'transfer', 'return')
+                UNION ALL
+                SELECT to_party_id, pallet_type_id, 'spotReturn', day, exchanged_quantity, sign FROM l
+                 WHERE from_party_id = \(shipper) AND to_party_id <> \(shipper) AND exchanged_quantity > 0
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'laterReturn', day, quantity, sign FROM l
+                 WHERE to_party_id = \(shipper) AND from_party_id <> \(shipper) AND kind IN ('pickup', 'delivery', 'transfer', 'return')
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'issued', day, exchanged_quantity, sign FROM l
+                 WHERE to_party_id = \(shipper) AND from_party_id <> \(shipper) AND exchanged_quantity > 0
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'declaredLoss', day, quantity, sign FROM l
+                 WHERE kind = 'loss' AND to_party_id = \(shipper) AND from_party_id <> \(shipper)
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'scrapped', day, quantity, sign FROM l
+                 WHERE kind = 'scrap' AND from_party_id <> \(shipper)
+            ) facts
+            WHERE quantity > 0
+            GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, kind, day)
+            DO UPDATE SET quantity = f.quantity + excluded.quantity
+            """, logger: logger)
+        try await connection.query("""
+            WITH d AS (
+                SELECT DISTINCT m.id, p.partner, l.pallet_type_id,
+                       floor(extract(epoch FROM m.event_time) / 86400)::int4 AS day, m.lateness_seconds,
+                       m.declarer_id = p.partner AS by_partner
+                FROM movements m
+                JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+                CROSS JOIN LATERAL (VALUES (m.from_party_id), (m.to_party_id), (m.declarer_id)) AS p(partner)
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo)
+                  AND m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
+                  AND p.partner IS NOT NULL AND p.partner <> \(shipper)
+            ), first AS (
+                INSERT INTO indicator_activity AS a (ecosystem_id, partner_id, pallet_type_id, first_day)
+                SELECT \(ecosystem), partner, pallet_type_id, min(day) FROM d GROUP BY 1, 2, 3
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id) DO UPDATE SET first_day = least(a.first_day, excluded.first_day)
+            ), own AS (
+                SELECT partner, pallet_type_id, day, lateness_seconds, count(*)::int8 AS declarations
+                FROM d WHERE by_partner GROUP BY 1, 2, 3, 4
+            ), days AS (
+                INSERT INTO indicator_lateness AS x (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds, declarations)
+                SELECT \(ecosystem), partner, pallet_type_id, day, lateness_seconds, declarations FROM own
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds)
+                DO UPDATE SET declarations = x.declarations + excluded.declarations
+            )
+            INSERT INTO indicator_lateness_minutes AS h (ecosystem_id, partner_id, pallet_type_id, minute, declarations)
+            SELECT \(ecosystem), partner, pallet_type_id, floor(lateness_seconds / 60.0)::int8, sum(declarations)::int8
+            FROM own GROUP BY 1, 2, 3, 4
+            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, minute) DO UPDATE SET declarations = h.declarations + excluded.declarations
+            """, logger: logger)
+    }
+
+    /// The state of the given relationships: all their facts, their first day, their own
+    /// declarations from the first day of the earliest period starting on or before each
+    /// relationship's `fromDay` (a week or a month), the whole-history declaration figures,
+    /// and their contested declarations.
+    func readIndicatorState(ecosystem: UUID, pairs: [RelationshipKey: Int], today: Int,
+                            on connection: PostgresConnection) async throws -> IndicatorState {
+        var state = IndicatorState()
+        let keys = Array(pairs.keys)
+        let partners = keys.map(\.partner)
+        let types = keys.map(\.palletType)
+        let fromDays = keys.map { key -> Int64 in
+            let day = pairs[key]!
+            return Int64(min(day, PeriodKind.week.start(of: day), PeriodKind.month.start(of: day)))
+        }
+        for try await (partner, type, kind, day, quantity) in try await connection.query("""
+            SELECT f.partner_id, f.pallet_type_id, f.kind, f.day::int8, f.quantity
+            FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
+            JOIN indicator_facts f ON f.ecosystem_id = \(ecosystem) AND f.partner_id = r.partner AND f.pallet_type_id = r.pallet_type
+            WHERE f.quantity <> 0
+            ORDER BY 1, 2, 4
+            """, logger: logger).decode((UUID, UUID, String, Int64, Int64).self) {
+            guard let factKind = RelationshipFact.Kind(rawValue: kind) else { continue }
+            state.facts[RelationshipKey(partner: partner, palletType: type), default: []]
+                .append(RelationshipFact(factKind, day: Int(day), quantity: quantity))
+        }
+        for try await (partner, type, day) in try await connection.query("""
+            SELECT a.partner_id, a.pallet_type_id, a.first_day::int8
+            FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
+            JOIN indicator_activity a ON a.ecosystem_id = \(ecosystem) AND a.partner_id = r.partner AND a.pallet_type_id = r.pallet_type
+            """, logger: logger).decode((UUID, UUID, Int64).self) {
+            state.firstActivityDay[RelationshipKey(partner: partner, palletType: type)] = Int(day)
+        }
+        // Whole history, per relationship: count, within 24 h, nearest-rank median and p90
+        // (the rank as IndicatorMath.percentile computes it, in float8). The minute holding
+        // each rank comes from the per-minute counts, the value from that minute's declarations.
+        var late: Set<RelationshipKey> = []
+        for try await (partner, type, maxDay, total, within, median, p90) in try await connection.query("""
+            WITH r AS (
+                SELECT * FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
+            ), h AS (
+                SELECT h.partner_id, h.pallet_type_id, h.minute, h.declarations,
+                       sum(h.declarations) OVER (PARTITION BY h.partner_id, h.pallet_type_id ORDER BY h.minute) AS upto
+                FROM r JOIN indicator_lateness_minutes h
+                  ON h.ecosystem_id = \(ecosystem) AND h.partner_id = r.partner AND h.pallet_type_id = r.pallet_type
+                WHERE h.declarations <> 0
+            ), t AS (
+                SELECT partner_id, pallet_type_id, sum(declarations)::int8 AS total,
+                       (sum(declarations) FILTER (WHERE minute < 1440))::int8 AS below
+                FROM h GROUP BY 1, 2
+            ), q AS (
+                SELECT t.partner_id, t.pallet_type_id, f.fraction,
+                       greatest(1, ceil(t.total::float8 * f.fraction))::int8 AS rank
+                FROM t CROSS JOIN (VALUES (0.5::float8), (0.9::float8)) AS f(fraction)
+            ), v AS (
+                SELECT q.partner_id, q.pallet_type_id, q.fraction,
+                       (SELECT y.lateness_seconds FROM (
+                            SELECT x.lateness_seconds, sum(x.n) OVER (ORDER BY x.lateness_seconds) AS upto FROM (
+                                SELECT lateness_seconds, sum(declarations) AS n FROM indicator_lateness
+                                WHERE ecosystem_id = \(ecosystem) AND partner_id = q.partner_id AND pallet_type_id = q.pallet_type_id
+                                  AND lateness_seconds >= m.minute * 60 AND lateness_seconds < m.minute * 60 + 60
+                                GROUP BY 1) x) y
+                        WHERE y.upto >= q.rank - (m.upto - m.declarations)
+                        ORDER BY y.lateness_seconds LIMIT 1) AS value
+                FROM q CROSS JOIN LATERAL (
+                    SELECT h.minute, h.upto, h.declarations FROM h
+                    WHERE h.partner_id = q.partner_id AND h.pallet_type_id = q.pallet_type_id AND h.upto >= q.rank
+                    ORDER BY h.minute LIMIT 1) m
+            )
+            SELECT t.partner_id, t.pallet_type_id,
+                   (SELECT max(day) FROM indicator_lateness l
+                    WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = t.partner_id AND l.pallet_type_id = t.pallet_type_id)::int8,
+                   t.total, coalesce(t.below, 0) + coalesce((
+                       SELECT sum(declarations) FROM indicator_lateness l
+                       WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = t.partner_id AND l.pallet_type_id = t.pallet_type_id
+                         AND l.lateness_seconds = 86400), 0)::int8,
+                   (SELECT value FROM v WHERE v.partner_id = t.partner_id AND v.pallet_type_id = t.pallet_type_id AND v.fraction = 0.5::float8),
+                   (SELECT value FROM v WHERE v.partner_id = t.partner_id AND v.pallet_type_id = t.pallet_type_id AND v.fraction = 0.9::float8)
+            FROM t
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            if maxDay > today { late.insert(key); continue }
+            var stats = DeclarationStats()
+            stats.declarations = total
+            stats.declaredWithin24h = within
+            stats.latenessMedianSeconds = median
+            stats.latenessP90Seconds = p90
+            state.toDate[key] = stats
+        }
+        // Declarations dated after `today` (a caller's earlier today): read the whole history.
+        let lateKeys = keys.filter { late.contains($0) }
+        state.completeLateness = Set(lateKeys)
+        let lateFrom = keys.enumerated().map { late.contains($0.element) ? Int64(Int32.min) : fromDays[$0.offset] }
+        for try await (partner, type, day, lateness, count) in try await connection.query("""
+            SELECT l.partner_id, l.pallet_type_id, l.day::int8, l.lateness_seconds, l.declarations
+            FROM unnest(\(partners)::uuid[], \(types)::uuid[], \(lateFrom)::int8[]) AS r(partner, pallet_type, from_day)
+            JOIN indicator_lateness l ON l.ecosystem_id = \(ecosystem) AND l.partner_id = r.partner AND l.pallet_type_id = r.pallet_type
+                                     AND l.day >= r.from_day
+            WHERE l.declarations <> 0
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
+            state.lateness[RelationshipKey(partner: partner, palletType: type), default: []]
+                .append(LatenessCount(day: Int(day), latenessSeconds: lateness, declarations: count))
+        }
+        // Contested declarations are few (a discrepancy each) and change outside the movements: read them as they are.
+        for try await (partner, type, day, count) in try await connection.query("""
+            SELECT m.declarer_id, l.pallet_type_id, floor(extract(epoch FROM m.event_time) / 86400)::int8, count(DISTINCT m.id)::int8
+            FROM discrepancies d
+            JOIN movements m ON m.ecosystem_id = d.ecosystem_id AND m.id = d.movement_id
+            JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+            WHERE d.ecosystem_id = \(ecosystem) AND m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
+              AND m.declarer_id = ANY(\(partners)::uuid[])
+            GROUP BY 1, 2, 3
+            """, logger: logger).decode((UUID, UUID, Int64, Int64).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            guard pairs[key] != nil else { continue }
+            state.contested[key, default: [:]][Int(day)] = count
+        }
+        return state
+    }
+}

@@ -19,13 +19,17 @@ CREATE TABLE indicator_facts (
     CONSTRAINT indicator_facts_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id, kind, day)
 );
 
--- The first day of any declaration involving the partner with the pallet type (the
--- relationship's first day, with its first fact).
+-- Per relationship: the first day of any declaration involving the partner with the
+-- pallet type (the relationship's first day, with its first fact), and the partner's own
+-- declarations over the whole history: how many, how many within 24 h, the last day.
 CREATE TABLE indicator_activity (
     ecosystem_id uuid NOT NULL,
     partner_id uuid NOT NULL,
     pallet_type_id uuid NOT NULL,
     first_day integer NOT NULL,
+    declarations bigint NOT NULL,
+    within_24h bigint NOT NULL,
+    last_day integer,
     CONSTRAINT indicator_activity_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id)
 );
 
@@ -39,16 +43,19 @@ CREATE TABLE indicator_lateness (
     declarations bigint NOT NULL,
     CONSTRAINT indicator_lateness_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds)
 );
--- The to-date percentiles look values up by lateness within one minute.
+-- The to-date percentiles look values up by lateness within one bucket.
 CREATE INDEX indicator_lateness_value_idx ON indicator_lateness (ecosystem_id, partner_id, pallet_type_id, lateness_seconds);
 
--- The same declarations over the whole history, per minute of lateness
--- (floor(lateness_seconds / 60)): the to-date percentiles find their minute here.
-CREATE TABLE indicator_lateness_minutes (
+-- The same declarations over the whole history, per bucket of lateness [low, high): exact
+-- below 128 s, then 64 buckets per power of two (a 2% relative width), so a relationship
+-- has about a thousand buckets at most whatever its history. The to-date percentiles find
+-- their bucket here, then their value among the bucket's declarations.
+CREATE TABLE indicator_lateness_buckets (
     ecosystem_id uuid NOT NULL,
     partner_id uuid NOT NULL,
     pallet_type_id uuid NOT NULL,
-    minute bigint NOT NULL,
+    low bigint NOT NULL,
+    high bigint NOT NULL,
     declarations bigint NOT NULL,
-    CONSTRAINT indicator_lateness_minutes_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id, minute)
+    CONSTRAINT indicator_lateness_buckets_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id, low)
 );

@@ -129,7 +129,7 @@ extension Store {
         try await connection.query("DELETE FROM indicator_facts WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_activity WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_lateness WHERE ecosystem_id = \(ecosystem)", logger: logger)
-        try await connection.query("DELETE FROM indicator_lateness_minutes WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_lateness_buckets WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: 0, upTo: upTo, on: connection)
     }
 
@@ -195,9 +195,13 @@ extension Store {
                   AND m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
                   AND p.partner IS NOT NULL AND p.partner <> \(shipper)
             ), first AS (
-                INSERT INTO indicator_activity AS a (ecosystem_id, partner_id, pallet_type_id, first_day)
-                SELECT \(ecosystem), partner, pallet_type_id, min(day) FROM d GROUP BY 1, 2, 3
-                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id) DO UPDATE SET first_day = least(a.first_day, excluded.first_day)
+                INSERT INTO indicator_activity AS a (ecosystem_id, partner_id, pallet_type_id, first_day, declarations, within_24h, last_day)
+                SELECT \(ecosystem), partner, pallet_type_id, min(day), count(*) FILTER (WHERE by_partner),
+                       count(*) FILTER (WHERE by_partner AND lateness_seconds <= 86400), max(day) FILTER (WHERE by_partner)
+                FROM d GROUP BY 1, 2, 3
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id) DO UPDATE
+                SET first_day = least(a.first_day, excluded.first_day), declarations = a.declarations + excluded.declarations,
+                    within_24h = a.within_24h + excluded.within_24h, last_day = greatest(a.last_day, excluded.last_day)
             ), own AS (
                 SELECT partner, pallet_type_id, day, lateness_seconds, count(*)::int8 AS declarations
                 FROM d WHERE by_partner GROUP BY 1, 2, 3, 4
@@ -206,11 +210,18 @@ extension Store {
                 SELECT \(ecosystem), partner, pallet_type_id, day, lateness_seconds, declarations FROM own
                 ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds)
                 DO UPDATE SET declarations = x.declarations + excluded.declarations
+            ), shift AS (
+                -- Bucket width 2^s: 1 below 128 s (negative lateness included), else 1/64 of the power of two.
+                SELECT partner, pallet_type_id, declarations, lateness_seconds,
+                       CASE WHEN lateness_seconds < 128 THEN 0
+                            ELSE length(ltrim(lateness_seconds::bit(64)::text, '0')) - 7 END AS s
+                FROM own
             )
-            INSERT INTO indicator_lateness_minutes AS h (ecosystem_id, partner_id, pallet_type_id, minute, declarations)
-            SELECT \(ecosystem), partner, pallet_type_id, floor(lateness_seconds / 60.0)::int8, sum(declarations)::int8
-            FROM own GROUP BY 1, 2, 3, 4
-            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, minute) DO UPDATE SET declarations = h.declarations + excluded.declarations
+            INSERT INTO indicator_lateness_buckets AS b (ecosystem_id, partner_id, pallet_type_id, low, high, declarations)
+            SELECT \(ecosystem), partner, pallet_type_id, (lateness_seconds >> s) << s, ((lateness_seconds >> s) << s) + (1::int8 << s),
+                   sum(declarations)::int8
+            FROM shift GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, low) DO UPDATE SET declarations = b.declarations + excluded.declarations
             """, logger: logger)
     }
 
@@ -233,75 +244,70 @@ extension Store {
             FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
             JOIN indicator_facts f ON f.ecosystem_id = \(ecosystem) AND f.partner_id = r.partner AND f.pallet_type_id = r.pallet_type
             WHERE f.quantity <> 0
-            ORDER BY 1, 2, 4
             """, logger: logger).decode((UUID, UUID, String, Int64, Int64).self) {
             guard let factKind = RelationshipFact.Kind(rawValue: kind) else { continue }
             state.facts[RelationshipKey(partner: partner, palletType: type), default: []]
                 .append(RelationshipFact(factKind, day: Int(day), quantity: quantity))
         }
-        for try await (partner, type, day) in try await connection.query("""
-            SELECT a.partner_id, a.pallet_type_id, a.first_day::int8
+        // Whole history, per relationship: the count, within 24 h and the last day are kept
+        // as they are; the nearest-rank median and p90 (the rank as IndicatorMath.percentile
+        // computes it, in float8) are found in two steps: the bucket holding each rank from
+        // the per-bucket counts, then the value among that bucket's declarations.
+        var late: Set<RelationshipKey> = []
+        var totals: [RelationshipKey: DeclarationStats] = [:]
+        for try await (partner, type, firstDay, declarations, within, lastDay) in try await connection.query("""
+            SELECT a.partner_id, a.pallet_type_id, a.first_day::int8, a.declarations, a.within_24h, a.last_day::int8
             FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
             JOIN indicator_activity a ON a.ecosystem_id = \(ecosystem) AND a.partner_id = r.partner AND a.pallet_type_id = r.pallet_type
-            """, logger: logger).decode((UUID, UUID, Int64).self) {
-            state.firstActivityDay[RelationshipKey(partner: partner, palletType: type)] = Int(day)
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            state.firstActivityDay[key] = Int(firstDay)
+            if let lastDay, lastDay > today { late.insert(key); continue }
+            var stats = DeclarationStats()
+            stats.declarations = declarations
+            stats.declaredWithin24h = within
+            totals[key] = stats
         }
-        // Whole history, per relationship: count, within 24 h, nearest-rank median and p90
-        // (the rank as IndicatorMath.percentile computes it, in float8). The minute holding
-        // each rank comes from the per-minute counts, the value from that minute's declarations.
-        var late: Set<RelationshipKey> = []
-        for try await (partner, type, maxDay, total, within, median, p90) in try await connection.query("""
+        let counted = keys.filter { (totals[$0]?.declarations ?? 0) > 0 }
+        for try await (partner, type, median, p90) in try await connection.query("""
             WITH r AS (
-                SELECT * FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
-            ), h AS (
-                SELECT h.partner_id, h.pallet_type_id, h.minute, h.declarations,
-                       sum(h.declarations) OVER (PARTITION BY h.partner_id, h.pallet_type_id ORDER BY h.minute) AS upto
-                FROM r JOIN indicator_lateness_minutes h
-                  ON h.ecosystem_id = \(ecosystem) AND h.partner_id = r.partner AND h.pallet_type_id = r.pallet_type
-                WHERE h.declarations <> 0
-            ), t AS (
-                SELECT partner_id, pallet_type_id, sum(declarations)::int8 AS total,
-                       (sum(declarations) FILTER (WHERE minute < 1440))::int8 AS below
-                FROM h GROUP BY 1, 2
+                SELECT * FROM unnest(\(counted.map(\.partner))::uuid[], \(counted.map(\.palletType))::uuid[]) AS r(partner, pallet_type)
             ), q AS (
-                SELECT t.partner_id, t.pallet_type_id, f.fraction,
-                       greatest(1, ceil(t.total::float8 * f.fraction))::int8 AS rank
-                FROM t CROSS JOIN (VALUES (0.5::float8), (0.9::float8)) AS f(fraction)
+                SELECT a.partner_id, a.pallet_type_id, f.fraction, greatest(1, ceil(a.declarations::float8 * f.fraction))::int8 AS rank
+                FROM r JOIN indicator_activity a ON a.ecosystem_id = \(ecosystem) AND a.partner_id = r.partner AND a.pallet_type_id = r.pallet_type
+                CROSS JOIN (VALUES (0.5::float8), (0.9::float8)) AS f(fraction)
+            ), h AS (
+                SELECT b.partner_id, b.pallet_type_id, b.low, b.high, b.declarations,
+                       sum(b.declarations) OVER (PARTITION BY b.partner_id, b.pallet_type_id ORDER BY b.low) AS upto
+                FROM r JOIN indicator_lateness_buckets b
+                  ON b.ecosystem_id = \(ecosystem) AND b.partner_id = r.partner AND b.pallet_type_id = r.pallet_type
+                WHERE b.declarations <> 0
+            ), m AS (
+                SELECT DISTINCT ON (q.partner_id, q.pallet_type_id, q.fraction)
+                       q.partner_id, q.pallet_type_id, q.fraction, q.rank - (h.upto - h.declarations) AS within_rank, h.low, h.high
+                FROM q JOIN h ON h.partner_id = q.partner_id AND h.pallet_type_id = q.pallet_type_id AND h.upto >= q.rank
+                ORDER BY q.partner_id, q.pallet_type_id, q.fraction, h.low
             ), v AS (
-                SELECT q.partner_id, q.pallet_type_id, q.fraction,
+                SELECT m.partner_id, m.pallet_type_id, m.fraction,
                        (SELECT y.lateness_seconds FROM (
                             SELECT x.lateness_seconds, sum(x.n) OVER (ORDER BY x.lateness_seconds) AS upto FROM (
                                 SELECT lateness_seconds, sum(declarations) AS n FROM indicator_lateness
-                                WHERE ecosystem_id = \(ecosystem) AND partner_id = q.partner_id AND pallet_type_id = q.pallet_type_id
-                                  AND lateness_seconds >= m.minute * 60 AND lateness_seconds < m.minute * 60 + 60
+                                WHERE ecosystem_id = \(ecosystem) AND partner_id = m.partner_id AND pallet_type_id = m.pallet_type_id
+                                  AND lateness_seconds >= m.low AND lateness_seconds < m.high
                                 GROUP BY 1) x) y
-                        WHERE y.upto >= q.rank - (m.upto - m.declarations)
+                        WHERE y.upto >= m.within_rank
                         ORDER BY y.lateness_seconds LIMIT 1) AS value
-                FROM q CROSS JOIN LATERAL (
-                    SELECT h.minute, h.upto, h.declarations FROM h
-                    WHERE h.partner_id = q.partner_id AND h.pallet_type_id = q.pallet_type_id AND h.upto >= q.rank
-                    ORDER BY h.minute LIMIT 1) m
+                FROM m
             )
-            SELECT t.partner_id, t.pallet_type_id,
-                   (SELECT max(day) FROM indicator_lateness l
-                    WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = t.partner_id AND l.pallet_type_id = t.pallet_type_id)::int8,
-                   t.total, coalesce(t.below, 0) + coalesce((
-                       SELECT sum(declarations) FROM indicator_lateness l
-                       WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = t.partner_id AND l.pallet_type_id = t.pallet_type_id
-                         AND l.lateness_seconds = 86400), 0)::int8,
-                   (SELECT value FROM v WHERE v.partner_id = t.partner_id AND v.pallet_type_id = t.pallet_type_id AND v.fraction = 0.5::float8),
-                   (SELECT value FROM v WHERE v.partner_id = t.partner_id AND v.pallet_type_id = t.pallet_type_id AND v.fraction = 0.9::float8)
-            FROM t
-            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?).self) {
+            SELECT partner_id, pallet_type_id, min(value) FILTER (WHERE fraction = 0.5::float8),
+                   min(value) FILTER (WHERE fraction = 0.9::float8)
+            FROM v GROUP BY 1, 2
+            """, logger: logger).decode((UUID, UUID, Int64?, Int64?).self) {
             let key = RelationshipKey(partner: partner, palletType: type)
-            if maxDay > today { late.insert(key); continue }
-            var stats = DeclarationStats()
-            stats.declarations = total
-            stats.declaredWithin24h = within
-            stats.latenessMedianSeconds = median
-            stats.latenessP90Seconds = p90
-            state.toDate[key] = stats
+            totals[key]?.latenessMedianSeconds = median
+            totals[key]?.latenessP90Seconds = p90
         }
+        state.toDate = totals
         // Declarations dated after `today` (a caller's earlier today): read the whole history.
         let lateKeys = keys.filter { late.contains($0) }
         state.completeLateness = Set(lateKeys)

@@ -253,7 +253,12 @@ extension Store {
         try await connection.query("""
             DELETE FROM indicators i
             USING unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)
-            WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type
+            -- Each period kind with a lower bound of the starts to delete (a period ending
+            -- after from_day starts at most its length before), so the rows are found by
+            -- ranges of the primary key instead of a scan of the ecosystem's rows.
+            CROSS JOIN (VALUES ('day'::indicator_period, 0), ('week', 6), ('month', 30), ('to_date', 100000000)) AS k(period, span)
+            WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type AND i.period = k.period
+              AND i.period_start >= date '1970-01-01' + greatest(p.from_day - k.span, -700000)::int
               AND (i.period = 'to_date' OR i.period_end > date '1970-01-01' + p.from_day::int)
             """, logger: logger)
         for chunk in stride(from: 0, to: rows.count, by: 2_000) {

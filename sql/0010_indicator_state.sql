@@ -59,3 +59,18 @@ CREATE TABLE indicator_lateness_buckets (
     declarations bigint NOT NULL,
     CONSTRAINT indicator_lateness_buckets_pkey PRIMARY KEY (ecosystem_id, partner_id, pallet_type_id, low)
 );
+
+-- Movements with a discrepancy (open or resolved), per pallet type of their lines: the
+-- contested declarations. Discrepancies come without a movement of their own, so each
+-- update adds the new ones (and drops any whose discrepancies are gone) by comparing
+-- with `discrepancies`, a small table.
+CREATE TABLE indicator_contested (
+    ecosystem_id uuid NOT NULL,
+    movement_id uuid NOT NULL,
+    pallet_type_id uuid NOT NULL,
+    declarer_id uuid NOT NULL,
+    day integer NOT NULL,
+    -- Counted as a declaration: neither a reversal nor a correction.
+    counted boolean NOT NULL,
+    CONSTRAINT indicator_contested_pkey PRIMARY KEY (ecosystem_id, movement_id, pallet_type_id)
+);

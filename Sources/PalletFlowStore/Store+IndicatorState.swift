@@ -13,27 +13,47 @@ public struct DeclarationStats: Sendable, Hashable {
     public init() {}
 }
 
-/// The partner's own declarations of one day with one lateness, counted.
-public struct LatenessCount: Sendable, Hashable {
-    public var day: Int
-    public var latenessSeconds: Int64
-    public var declarations: Int64
+/// One period [start, end) of one relationship.
+public struct PeriodKey: Sendable, Hashable {
+    public var key: RelationshipKey
+    public var start: Int
+    public var end: Int
+    public init(key: RelationshipKey, start: Int, end: Int) {
+        self.key = key
+        self.start = start
+        self.end = end
+    }
+}
+
+/// The periods of one relationship ending on one day.
+public struct EndKey: Sendable, Hashable {
+    public var key: RelationshipKey
+    public var end: Int
+    public init(key: RelationshipKey, end: Int) {
+        self.key = key
+        self.end = end
+    }
 }
 
 /// What an incremental update reads for the relationships it recomputes, from the running
 /// state (sql/0010_indicator_state.sql) rather than from the ledger.
 public struct IndicatorState: Sendable {
-    /// Every fact of each relationship (summed per kind and day), oldest first.
+    /// Every fact of each relationship (summed per kind and day).
     public var facts: [RelationshipKey: [RelationshipFact]] = [:]
     /// The first day of any declaration involving the partner with the pallet type.
     public var firstActivityDay: [RelationshipKey: Int] = [:]
-    /// The partner's own declarations from `fromDay` on (from the first day of the
-    /// relationship when `completeLateness` holds the key).
-    public var lateness: [RelationshipKey: [LatenessCount]] = [:]
-    public var completeLateness: Set<RelationshipKey> = []
+    /// The relationship's first day: its first fact or declaration.
+    public var firstDay: [RelationshipKey: Int] = [:]
     /// Declaration figures over the whole history (contested not included), for the
     /// relationships whose declarations all lie on or before `today`.
     public var toDate: [RelationshipKey: DeclarationStats] = [:]
+    /// Relationships with declarations after `today`: their to-date figures are in `periods`.
+    public var completeLateness: Set<RelationshipKey> = []
+    /// Declaration figures (contested not included) of every period an update may write;
+    /// absent: no declaration.
+    public var periods: [PeriodKey: DeclarationStats] = [:]
+    /// Overdue notes (count, quantity) as of the last day of periods ending on `end`; absent: none.
+    public var overdueNotes: [EndKey: (count: Int64, quantity: Int64)] = [:]
     /// The partner's own contested declarations per day.
     public var contested: [RelationshipKey: [Int: Int64]] = [:]
     public init() {}
@@ -75,6 +95,7 @@ extension Store {
                                                        upTo: target, on: connection)
             var rows: [IndicatorRow] = []
             if !pairs.isEmpty {
+                try await syncContested(ecosystem: ecosystem, on: connection)
                 let state = try await readIndicatorState(ecosystem: ecosystem, pairs: pairs, today: today, on: connection)
                 rows = compute(pairs, state)
                 try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: false, on: connection)
@@ -88,7 +109,7 @@ extension Store {
     }
 
     /// The highest movements.seq below which every movement is committed (or rolled back).
-    func committedSeq(ecosystem: UUID) async throws -> Int64 {
+    public func committedSeq(ecosystem: UUID) async throws -> Int64 {
         // Writers hold this lock shared from before their sequence number is drawn until they
         // commit; taking it exclusively for a moment means no write is in flight, so every
         // movement up to max(seq) is committed (or rolled back) and none is skipped later.
@@ -130,6 +151,7 @@ extension Store {
         try await connection.query("DELETE FROM indicator_activity WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_lateness WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_lateness_buckets WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_contested WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: 0, upTo: upTo, on: connection)
     }
 
@@ -225,6 +247,28 @@ extension Store {
             """, logger: logger)
     }
 
+    /// Brings the contested movements of the state in step with `discrepancies`: adds the
+    /// movements contested since the last update, drops those whose discrepancies are gone.
+    func syncContested(ecosystem: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            DELETE FROM indicator_contested c
+            WHERE c.ecosystem_id = \(ecosystem)
+              AND NOT EXISTS (SELECT 1 FROM discrepancies d WHERE d.ecosystem_id = \(ecosystem) AND d.movement_id = c.movement_id)
+            """, logger: logger)
+        try await connection.query("""
+            INSERT INTO indicator_contested (ecosystem_id, movement_id, pallet_type_id, declarer_id, day, counted)
+            SELECT DISTINCT \(ecosystem), m.id, l.pallet_type_id, m.declarer_id, floor(extract(epoch FROM m.event_time) / 86400)::int4,
+                   m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
+            FROM (SELECT DISTINCT d.movement_id FROM discrepancies d
+                  WHERE d.ecosystem_id = \(ecosystem)
+                    AND NOT EXISTS (SELECT 1 FROM indicator_contested c WHERE c.ecosystem_id = \(ecosystem) AND c.movement_id = d.movement_id)) d
+            CROSS JOIN LATERAL (SELECT m.* FROM movements m WHERE m.ecosystem_id = \(ecosystem) AND m.id = d.movement_id OFFSET 0) m
+            CROSS JOIN LATERAL (SELECT l.pallet_type_id FROM movement_lines l
+                                WHERE l.ecosystem_id = \(ecosystem) AND l.movement_id = m.id OFFSET 0) l
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+
     /// The state of the given relationships: all their facts, their first day, their own
     /// declarations from the first day of the earliest period starting on or before each
     /// relationship's `fromDay` (a week or a month), the whole-history declaration figures,
@@ -235,10 +279,6 @@ extension Store {
         let keys = Array(pairs.keys)
         let partners = keys.map(\.partner)
         let types = keys.map(\.palletType)
-        let fromDays = keys.map { key -> Int64 in
-            let day = pairs[key]!
-            return Int64(min(day, PeriodKind.week.start(of: day), PeriodKind.month.start(of: day)))
-        }
         for try await (partner, type, kind, day, quantity) in try await connection.query("""
             SELECT f.partner_id, f.pallet_type_id, f.kind, f.day::int8, f.quantity
             FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
@@ -308,28 +348,81 @@ extension Store {
             totals[key]?.latenessP90Seconds = p90
         }
         state.toDate = totals
-        // Declarations dated after `today` (a caller's earlier today): read the whole history.
-        let lateKeys = keys.filter { late.contains($0) }
-        state.completeLateness = Set(lateKeys)
-        let lateFrom = keys.enumerated().map { late.contains($0.element) ? Int64(Int32.min) : fromDays[$0.offset] }
-        for try await (partner, type, day, lateness, count) in try await connection.query("""
-            SELECT l.partner_id, l.pallet_type_id, l.day::int8, l.lateness_seconds, l.declarations
-            FROM unnest(\(partners)::uuid[], \(types)::uuid[], \(lateFrom)::int8[]) AS r(partner, pallet_type, from_day)
-            JOIN indicator_lateness l ON l.ecosystem_id = \(ecosystem) AND l.partner_id = r.partner AND l.pallet_type_id = r.pallet_type
-                                     AND l.day >= r.from_day
-            WHERE l.declarations <> 0
-            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
-            state.lateness[RelationshipKey(partner: partner, palletType: type), default: []]
-                .append(LatenessCount(day: Int(day), latenessSeconds: lateness, declarations: count))
+        // The periods the rows may need (every day, week and month from the one holding each
+        // relationship's earliest touched day to today; to-date too where declarations lie
+        // after `today`): their declaration figures and overdue notes, computed here.
+        var periodKeys: [RelationshipKey] = [], starts: [Int32] = [], ends: [Int32] = []
+        for key in keys {
+            let fromDay = pairs[key]!
+            for kind in PeriodKind.allCases {
+                var start = kind.start(of: fromDay)
+                while start <= today {
+                    let end = kind.end(startingAt: start)
+                    periodKeys.append(key); starts.append(Int32(start)); ends.append(Int32(end))
+                    start = end
+                }
+            }
+            let firstDay = min(state.facts[key]?.map(\.day).min() ?? today, state.firstActivityDay[key] ?? today)
+            state.firstDay[key] = firstDay
+            if late.contains(key) {
+                periodKeys.append(key); starts.append(Int32(firstDay)); ends.append(Int32(today + 1))
+            } else {
+                // The to-date row's notes (its declarations are in `toDate`).
+                periodKeys.append(key); starts.append(Int32.max); ends.append(Int32(today + 1))
+            }
         }
-        // Contested declarations are few (a discrepancy each) and change outside the movements: read them as they are.
+        // Nearest-rank percentiles over the counted values: the smallest value whose running
+        // count reaches ceil(f x n) (f x n in float8, as IndicatorMath.percentile computes it).
+        // Declarations sharing a lateness are counted, not expanded (a batch has thousands).
+        for try await (partner, type, start, end, count, median, p90, within) in try await connection.query("""
+            WITH v AS (
+                SELECT p.partner, p.pallet_type, p.s, p.e, l.lateness_seconds, sum(l.declarations) AS n
+                FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(starts)::int4[], \(ends)::int4[])
+                     AS p(partner, pallet_type, s, e)
+                CROSS JOIN LATERAL (
+                    SELECT l.lateness_seconds, l.declarations FROM indicator_lateness l
+                    WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = p.partner AND l.pallet_type_id = p.pallet_type
+                      AND l.day >= p.s AND l.day < p.e AND l.declarations <> 0 OFFSET 0) l
+                WHERE p.s < 2147483647
+                GROUP BY 1, 2, 3, 4, 5
+            ), c AS (
+                SELECT v.*, sum(n) OVER (PARTITION BY partner, pallet_type, s, e ORDER BY lateness_seconds) AS upto,
+                       sum(n) OVER (PARTITION BY partner, pallet_type, s, e) AS total
+                FROM v
+            )
+            SELECT partner, pallet_type, s::int8, e::int8, max(total)::int8,
+                   min(lateness_seconds) FILTER (WHERE upto >= greatest(1, ceil(total::float8 * 0.5::float8))),
+                   min(lateness_seconds) FILTER (WHERE upto >= greatest(1, ceil(total::float8 * 0.9::float8))),
+                   coalesce(sum(n) FILTER (WHERE lateness_seconds <= 86400), 0)::int8
+            FROM c GROUP BY 1, 2, 3, 4
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64).self) {
+            var stats = DeclarationStats()
+            stats.declarations = count
+            stats.latenessMedianSeconds = median
+            stats.latenessP90Seconds = p90
+            stats.declaredWithin24h = within
+            state.periods[PeriodKey(key: RelationshipKey(partner: partner, palletType: type), start: Int(start), end: Int(end))] = stats
+        }
+        for try await (partner, type, end, count, quantity) in try await connection.query("""
+            SELECT p.partner, p.pallet_type, p.e::int8, count(*)::int8, sum(n.outstanding)::int8
+            FROM (SELECT DISTINCT * FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(ends)::int4[])
+                  AS p(partner, pallet_type, e)) p
+            CROSS JOIN LATERAL (
+                SELECT n.quantity - n.redeemed_quantity AS outstanding FROM pallet_notes n
+                WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = p.partner AND n.pallet_type_id = p.pallet_type
+                  AND NOT n.cancelled AND n.quantity > n.redeemed_quantity
+                  AND n.issue_date < date '1970-01-01' + p.e AND n.due_date < date '1970-01-01' + (p.e - 1) OFFSET 0) n
+            GROUP BY 1, 2, 3
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
+            state.overdueNotes[EndKey(key: RelationshipKey(partner: partner, palletType: type), end: Int(end))] = (count, quantity)
+        }
+        state.completeLateness = late
+        // Contested declarations: from the contested movements the state keeps in step with
+        // `discrepancies` (syncContested), a few per relationship.
         for try await (partner, type, day, count) in try await connection.query("""
-            SELECT m.declarer_id, l.pallet_type_id, floor(extract(epoch FROM m.event_time) / 86400)::int8, count(DISTINCT m.id)::int8
-            FROM discrepancies d
-            JOIN movements m ON m.ecosystem_id = d.ecosystem_id AND m.id = d.movement_id
-            JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
-            WHERE d.ecosystem_id = \(ecosystem) AND m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
-              AND m.declarer_id = ANY(\(partners)::uuid[])
+            SELECT c.declarer_id, c.pallet_type_id, c.day::int8, count(*)::int8
+            FROM indicator_contested c
+            WHERE c.ecosystem_id = \(ecosystem) AND c.counted AND c.declarer_id = ANY(\(partners)::uuid[])
             GROUP BY 1, 2, 3
             """, logger: logger).decode((UUID, UUID, Int64, Int64).self) {
             let key = RelationshipKey(partner: partner, palletType: type)

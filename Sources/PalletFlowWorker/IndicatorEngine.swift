@@ -37,15 +37,11 @@ public struct IndicatorEngine: Sendable {
         let values = try await store.unitValues(ecosystem: ecosystem)
         let lossHorizonDays = settings.lossHorizonDays
         let dailyDays = self.dailyDays
-        // Notes are read before the transaction: only the partners of the changed relationships
-        // would need them, but they are unknown until the state has moved; read them for all
-        // partners with notes outstanding (a small table).
-        let notes = try await store.noteFacts(ecosystem: ecosystem)
         let outcome = try await store.updateIndicatorsIncrementally(ecosystem: ecosystem, shipper: settings.shipper, today: today) { pairs, state in
             var rows: [IndicatorRow] = []
             let ordered = pairs.sorted { ($0.key.partner.uuidString, $0.key.palletType.uuidString) < ($1.key.partner.uuidString, $1.key.palletType.uuidString) }
             for (key, fromDay) in ordered {
-                rows += Self.rows(for: key, state: state, notes: notes[key] ?? [], values: values[key.palletType] ?? [],
+                rows += Self.rows(for: key, state: state, values: values[key.palletType] ?? [],
                                   fromDay: fromDay, today: today, lossHorizonDays: lossHorizonDays, dailyDays: dailyDays)
             }
             return rows
@@ -55,13 +51,10 @@ public struct IndicatorEngine: Sendable {
     }
 
     /// The rows of one relationship from its running state (see `rows(for:facts:activity:...)`).
-    static func rows(for key: RelationshipKey, state: IndicatorState, notes: [NoteFact],
-                     values: [(day: Int, minor: Int64, currency: String)], fromDay: Int, today: Int,
-                     lossHorizonDays: Int, dailyDays: Int) -> [IndicatorRow] {
-        let facts = state.facts[key] ?? []
-        let lateness = state.lateness[key] ?? []
+    static func rows(for key: RelationshipKey, state: IndicatorState, values: [(day: Int, minor: Int64, currency: String)],
+                     fromDay: Int, today: Int, lossHorizonDays: Int, dailyDays: Int) -> [IndicatorRow] {
         let contested = state.contested[key] ?? [:]
-        let firstDay = min(facts.map(\.day).min() ?? today, state.firstActivityDay[key] ?? today)
+        let firstDay = state.firstDay[key] ?? today
         func contestedIn(_ start: Int, _ end: Int) -> Int64 {
             contested.reduce(Int64(0)) { $0 + ($1.key >= start && $1.key < end ? $1.value : 0) }
         }
@@ -71,18 +64,10 @@ public struct IndicatorEngine: Sendable {
             stats.contested = contestedIn(firstDay, today + 1)
             toDate = stats
         }
-        return rows(for: key, facts: facts, firstDay: firstDay, notes: notes, values: values, fromDay: fromDay, today: today,
-                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: toDate) { start, end in
-            var values: [Int64] = []
-            for entry in lateness where entry.day >= start && entry.day < end {
-                for _ in 0..<entry.declarations { values.append(entry.latenessSeconds) }
-            }
-            values.sort()
-            var stats = DeclarationStats()
-            stats.declarations = Int64(values.count)
-            stats.latenessMedianSeconds = IndicatorMath.percentile(values, 0.5)
-            stats.latenessP90Seconds = IndicatorMath.percentile(values, 0.9)
-            stats.declaredWithin24h = Int64(values.filter { $0 <= 86_400 }.count)
+        return rows(for: key, facts: state.facts[key] ?? [], firstDay: firstDay, values: values, fromDay: fromDay, today: today,
+                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: toDate,
+                    overdueNotes: { end in state.overdueNotes[EndKey(key: key, end: end)] ?? (0, 0) }) { start, end in
+            var stats = state.periods[PeriodKey(key: key, start: start, end: end)] ?? DeclarationStats()
             stats.contested = contestedIn(start, end)
             return stats
         }
@@ -93,7 +78,7 @@ public struct IndicatorEngine: Sendable {
     public func recompute(ecosystem: UUID, today: Int = IndicatorEngine.today(),
                           progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
-        let (_, last) = try await store.changesSince(ecosystem: ecosystem, shipper: settings.shipper)
+        let last = try await store.committedSeq(ecosystem: ecosystem)
         let facts = try await store.relationshipFacts(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         let activity = try await store.declarationActivity(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         var pairs: [RelationshipKey: Int] = [:]
@@ -131,7 +116,7 @@ public struct IndicatorEngine: Sendable {
         var deletions = pairs
         for key in deletions.keys where deletions[key]! < Int.min / 8 { deletions[key] = -1_000_000 }
         try await store.replaceIndicators(ecosystem: ecosystem, pairs: deletions, rows: rows, watermark: watermark,
-                                          replaceAll: replaceAll, rebuildStateFor: replaceAll ? shipper : nil)
+                                          replaceAll: replaceAll, stateFor: replaceAll ? shipper : nil)
         return Outcome(relationships: pairs.count, rows: rows.count, watermark: watermark)
     }
 
@@ -140,8 +125,12 @@ public struct IndicatorEngine: Sendable {
                      values: [(day: Int, minor: Int64, currency: String)], fromDay: Int, today: Int,
                      lossHorizonDays: Int, dailyDays: Int) -> [IndicatorRow] {
         let firstDay = min(facts.map(\.day).min() ?? today, activity.map(\.day).min() ?? today)
-        return rows(for: key, facts: facts, firstDay: firstDay, notes: notes, values: values, fromDay: fromDay, today: today,
-                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: nil) { start, end in
+        return rows(for: key, facts: facts, firstDay: firstDay, values: values, fromDay: fromDay, today: today,
+                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: nil,
+                    overdueNotes: { end in
+                        let overdue = notes.filter { $0.issueDay < end && $0.dueDay < end - 1 }
+                        return (Int64(overdue.count), overdue.reduce(Int64(0)) { $0 + $1.outstanding })
+                    }) { start, end in
             // The partner's own declarations: how late, and how often the other side contested them.
             let declared = activity.filter { $0.day >= start && $0.day < end && $0.declaredByPartner }
             let lateness = declared.map(\.latenessSeconds).sorted()
@@ -156,24 +145,26 @@ public struct IndicatorEngine: Sendable {
     }
 
     /// The rows of one relationship: `declarations` gives the declaration figures of a
-    /// period [start, end); `toDate`, when known, those of the to-date row.
-    static func rows(for key: RelationshipKey, facts: [RelationshipFact], firstDay: Int, notes: [NoteFact],
+    /// period [start, end), `toDate` (when known) those of the to-date row, `overdueNotes`
+    /// the overdue notes (count, quantity) as of the last day of a period ending on a day.
+    static func rows(for key: RelationshipKey, facts: [RelationshipFact], firstDay: Int,
                      values: [(day: Int, minor: Int64, currency: String)], fromDay: Int, today: Int,
                      lossHorizonDays: Int, dailyDays: Int, toDate: DeclarationStats?,
+                     overdueNotes: (Int) -> (count: Int64, quantity: Int64),
                      declarations: (Int, Int) -> DeclarationStats) -> [IndicatorRow] {
         var rows: [IndicatorRow] = []
         func row(_ period: String, _ start: Int, _ end: Int, _ known: DeclarationStats? = nil) -> IndicatorRow {
             let figures = IndicatorMath.figures(facts, startDay: start, endDay: end, lossHorizonDays: lossHorizonDays)
             let valuationDay = end - 1
             let value = values.last { $0.day <= valuationDay }
-            let overdue = notes.filter { $0.issueDay < end && $0.dueDay < valuationDay }
-            let overdueQuantity = overdue.reduce(Int64(0)) { $0 + $1.outstanding }
+            // Notes issued before the end and due before the valuation day.
+            let overdue = overdueNotes(end)
             let declared = known ?? declarations(start, end)
             return IndicatorRow(
                 key: key, period: period, startDay: start, endDay: end, figures: figures,
                 outstandingValueMinor: value.map { $0.minor * figures.outstanding }, currency: value?.currency,
-                overdueNotesCount: Int64(overdue.count), overdueNotesQuantity: overdueQuantity,
-                overdueNotesValueMinor: value.map { $0.minor * overdueQuantity },
+                overdueNotesCount: overdue.count, overdueNotesQuantity: overdue.quantity,
+                overdueNotesValueMinor: value.map { $0.minor * overdue.quantity },
                 declarations: declared.declarations,
                 latenessMedianSeconds: declared.latenessMedianSeconds,
                 latenessP90Seconds: declared.latenessP90Seconds,

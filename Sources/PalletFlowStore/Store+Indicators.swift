@@ -240,6 +240,7 @@ extension Store {
                 try await connection.query("""
                     UPDATE indicator_watermarks SET state_seq = greatest(coalesce(state_seq, 0), \(watermark)) WHERE ecosystem_id = \(ecosystem)
                     """, logger: logger)
+                try await syncContested(ecosystem: ecosystem, on: connection)
             }
             try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: replaceAll, on: connection)
             if let watermark {

@@ -404,14 +404,22 @@ extension Store {
             state.periods[PeriodKey(key: RelationshipKey(partner: partner, palletType: type), start: Int(start), end: Int(end))] = stats
         }
         for try await (partner, type, end, count, quantity) in try await connection.query("""
-            SELECT p.partner, p.pallet_type, p.e::int8, count(*)::int8, sum(n.outstanding)::int8
-            FROM (SELECT DISTINCT * FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(ends)::int4[])
-                  AS p(partner, pallet_type, e)) p
-            CROSS JOIN LATERAL (
-                SELECT n.quantity - n.redeemed_quantity AS outstanding FROM pallet_notes n
-                WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = p.partner AND n.pallet_type_id = p.pallet_type
-                  AND NOT n.cancelled AND n.quantity > n.redeemed_quantity
-                  AND n.issue_date < date '1970-01-01' + p.e AND n.due_date < date '1970-01-01' + (p.e - 1) OFFSET 0) n
+            WITH e AS (
+                SELECT DISTINCT * FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(ends)::int4[])
+                AS e(partner, pallet_type, e)
+            ), n AS (
+                -- Each relationship's outstanding notes read once, then counted for each end.
+                SELECT k.partner, k.pallet_type, n.issue, n.due, n.outstanding
+                FROM (SELECT DISTINCT partner, pallet_type FROM e) k
+                CROSS JOIN LATERAL (
+                    SELECT n.issue_date - date '1970-01-01' AS issue, n.due_date - date '1970-01-01' AS due,
+                           n.quantity - n.redeemed_quantity AS outstanding
+                    FROM pallet_notes n
+                    WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = k.partner AND n.pallet_type_id = k.pallet_type
+                      AND NOT n.cancelled AND n.quantity > n.redeemed_quantity OFFSET 0) n
+            )
+            SELECT e.partner, e.pallet_type, e.e::int8, count(*)::int8, sum(n.outstanding)::int8
+            FROM e JOIN n ON n.partner = e.partner AND n.pallet_type = e.pallet_type AND n.issue < e.e AND n.due < e.e - 1
             GROUP BY 1, 2, 3
             """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
             state.overdueNotes[EndKey(key: RelationshipKey(partner: partner, palletType: type), end: Int(end))] = (count, quantity)

@@ -3,7 +3,8 @@
 --   psql -v n=100000 -v seed=1 -f bench/seed.sql
 --
 -- Deterministic: every random choice is a hash of (movement number, purpose, seed), so the
--- same n and seed give the same ledger (ids included). Postings follow
+-- same n and seed give the same ledger (ids included), relative to the time of the run:
+-- movement ids are time-ordered like the product's, from their record time. Postings follow
 -- Sources/PalletFlowCore/LedgerRules.swift line for line (see docs/ledger.md), so
 -- `palletflow ledger verify` holds: balances = sums of entries, both books conserved per
 -- pallet type, bilateral accounts mirrored, every movement balanced.
@@ -204,13 +205,21 @@ WITH sides AS (
 )
 SELECT l.i, l.kind, l.event_time, l.from_party, l.from_site, l.to_party, l.to_site, l.declarer, l.counterparty, l.type1,
        l.q1, l.quality1, l.ex1, l.exq1, l.has_line2,
-       (lpad(to_hex(hashint8extended(l.i, :seed)), 16, '0') || lpad(to_hex(l.i), 16, '0'))::uuid AS id,
+       -- Time-ordered like the product's newID() (Store.swift): the first 48 bits are the Unix
+       -- milliseconds of record_time, then version 7, 12 hashed bits, variant 10 and the
+       -- movement number (unique), so each id falls in the partition of its record time.
+       (lpad(to_hex(floor(extract(epoch FROM least(l.event_time + l.lateness_s * interval '1 second', cfg.t_end)) * 1000)::int8), 12, '0')
+        || '7' || lpad(to_hex(hashint8extended(l.i, :seed) & 4095), 3, '0')
+        || to_hex((x'8000000000000000'::bit(64)::int8) | l.i))::uuid AS id,
        least(l.event_time + l.lateness_s * interval '1 second', cfg.t_end) AS record_time,
        CASE WHEN l.counterparty IS NULL THEN 'confirmed' WHEN l.ustat < 0.75 THEN 'confirmed'
             WHEN l.ustat < 0.755 THEN 'contested' ELSE 'declared' END AS status,
        l.kind = 'delivery' AND l.usub < 0.85 AND l.unote < 0.4 AS note_shortfall,
        l.unotext < 0.02 AS has_note
 FROM lines l, cfg;
+
+-- The monthly ledger partitions of the generated history (sql/0009), before its rows.
+SELECT ensure_ledger_partitions(min(record_time), max(record_time)) FROM mv;
 
 INSERT INTO movements (ecosystem_id, id, kind, event_time, event_offset_minutes, record_time, declarer_id,
     from_party_id, from_site_id, to_party_id, to_site_id, counterparty_id, status, confirmed, confirmed_at, confirmed_by,

@@ -184,12 +184,15 @@ extension Store {
     }
 
     /// Pallet notes each partner issued (owes), per pallet type.
-    public func noteFacts(ecosystem: UUID) async throws -> [RelationshipKey: [NoteFact]] {
+    public func noteFacts(ecosystem: UUID, partners: [UUID]? = nil) async throws -> [RelationshipKey: [NoteFact]] {
+        let all = partners == nil
+        let chosen = partners ?? []
         var result: [RelationshipKey: [NoteFact]] = [:]
         for try await (issuer, type, issue, due, outstanding) in try await client.query("""
             SELECT issuer_id, pallet_type_id, (issue_date - date '1970-01-01')::int8, (due_date - date '1970-01-01')::int8,
                    (quantity - redeemed_quantity)::int8
             FROM pallet_notes WHERE ecosystem_id = \(ecosystem) AND NOT cancelled AND quantity > redeemed_quantity
+              AND (\(all) OR issuer_id = ANY(\(chosen)::uuid[]))
             """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
             result[RelationshipKey(partner: issuer, palletType: type), default: []].append(
                 NoteFact(issueDay: Int(issue), dueDay: Int(due), outstanding: outstanding))
@@ -210,44 +213,90 @@ extension Store {
     }
 
     /// Replaces the indicator rows of the given relationships from `fromDay` on (periods
-    /// ending after it) with `rows`, and moves the watermark, in one transaction.
+    /// ending after it) with `rows`, and moves the watermark, in one transaction. With
+    /// `stateFor` (the shipper; a full recompute), the running state of the incremental
+    /// updates is brought to the watermark in the same transaction: built from the ledger
+    /// the first time, else moved forward by the movements it has not read (it depends on
+    /// the movements only, not on the calendar, the notes or the contests a recompute refreshes).
     public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?,
-                                  replaceAll: Bool = false) async throws {
+                                  replaceAll: Bool = false, stateFor shipper: UUID? = nil) async throws {
         try await transaction { connection in
-            // Periods that ended before the archive horizon keep the figures computed while
-            // their movements were in the database (`palletflow archive` took them out).
-            var horizonDay = Int64.min
-            for try await day in try await connection.query("""
-                SELECT ((max(month) + interval '1 month')::date - date '1970-01-01')::int8
-                FROM ledger_archived_totals WHERE ecosystem_id = \(ecosystem) HAVING count(*) > 0
-                """, logger: logger).decode(Int64.self) { horizonDay = day }
-            if replaceAll {
-                // A full recompute swaps every row at once: readers never see an empty table.
+            if let shipper, let watermark {
+                // Updates hold this row while they move the state: wait for them.
                 try await connection.query("""
-                    DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)
-                      AND (period = 'to_date' OR period_end > date '1970-01-01' + greatest(\(horizonDay), -1000000)::int)
+                    INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), 0) ON CONFLICT (ecosystem_id) DO NOTHING
                     """, logger: logger)
+                var stateSeq: Int64?
+                for try await seq in try await connection.query(
+                    "SELECT state_seq FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem) FOR UPDATE", logger: logger
+                ).decode(Int64?.self) { stateSeq = seq }
+                if let stateSeq {
+                    if stateSeq < watermark {
+                        try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: stateSeq, upTo: watermark, on: connection)
+                    }
+                } else {
+                    try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: watermark, on: connection)
+                }
+                try await connection.query("""
+                    UPDATE indicator_watermarks SET state_seq = greatest(coalesce(state_seq, 0), \(watermark)) WHERE ecosystem_id = \(ecosystem)
+                    """, logger: logger)
+                try await syncContested(ecosystem: ecosystem, on: connection)
             }
-            let rows = horizonDay == .min ? rows : rows.filter { $0.period == "to_date" || Int64($0.endDay) > horizonDay }
-            let partners = pairs.keys.map(\.partner)
-            let types = pairs.keys.map(\.palletType)
-            let days = pairs.values.map { max(Int64($0), horizonDay) }
-            try await connection.query("""
-                DELETE FROM indicators i
-                USING unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)
-                WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type
-                  AND (i.period = 'to_date' OR i.period_end > date '1970-01-01' + p.from_day::int)
-                """, logger: logger)
-            for chunk in stride(from: 0, to: rows.count, by: 2_000) {
-                try await insertIndicators(ecosystem: ecosystem, Array(rows[chunk..<min(rows.count, chunk + 2_000)]), on: connection)
-            }
+            try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: replaceAll, on: connection)
             if let watermark {
+                // Every row replaced: they count the movements up to this watermark exactly,
+                // so the next update starts from it even if another went further meanwhile.
                 try await connection.query("""
                     INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), \(watermark))
-                    ON CONFLICT (ecosystem_id) DO UPDATE SET last_seq = greatest(indicator_watermarks.last_seq, excluded.last_seq),
-                                                            updated_at = now()
+                    ON CONFLICT (ecosystem_id) DO UPDATE
+                    SET last_seq = CASE WHEN \(replaceAll) THEN excluded.last_seq
+                                        ELSE greatest(indicator_watermarks.last_seq, excluded.last_seq) END,
+                        updated_at = now()
                     """, logger: logger)
             }
+        }
+    }
+
+    func replaceIndicatorRows(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], replaceAll: Bool,
+                              on connection: PostgresConnection) async throws {
+        // Periods that ended before the archive horizon keep the figures computed while
+        // their movements were in the database (`palletflow archive` took them out).
+        var horizonDay = Int64.min
+        for try await day in try await connection.query("""
+            SELECT ((max(month) + interval '1 month')::date - date '1970-01-01')::int8
+            FROM ledger_archived_totals WHERE ecosystem_id = \(ecosystem) HAVING count(*) > 0
+            """, logger: logger).decode(Int64.self) { horizonDay = day }
+        if replaceAll {
+            // A full recompute swaps every row at once: readers never see an empty table.
+            try await connection.query("""
+                DELETE FROM indicators WHERE ecosystem_id = \(ecosystem)
+                  AND (period = 'to_date' OR period_end > date '1970-01-01' + greatest(\(horizonDay), -1000000)::int)
+                """, logger: logger)
+        }
+        let rows = horizonDay == .min ? rows : rows.filter { $0.period == "to_date" || Int64($0.endDay) > horizonDay }
+        let partners = pairs.keys.map(\.partner)
+        let types = pairs.keys.map(\.palletType)
+        let days = pairs.values.map { max(Int64($0), horizonDay) }
+        // Each period kind with a lower bound of the starts to delete (a period ending after
+        // from_day starts at most its length before): the rows are found by ranges of the
+        // primary key, one lateral probe per relationship and kind (the planner's estimates
+        // for the arrays led it to hash the whole table otherwise; OFFSET 0 keeps each
+        // probe a subquery), then deleted by tuple id.
+        try await connection.query("""
+            DELETE FROM indicators WHERE ctid = ANY(ARRAY(
+                SELECT i.ctid
+                FROM unnest(\(partners)::uuid[], \(types)::uuid[], \(days)::int8[]) AS p(partner, pallet_type, from_day)
+                CROSS JOIN (VALUES ('day'::indicator_period, 0), ('week', 6), ('month', 30), ('to_date', 100000000)) AS k(period, span)
+                CROSS JOIN LATERAL (
+                    SELECT i.ctid FROM indicators i
+                    WHERE i.ecosystem_id = \(ecosystem) AND i.partner_id = p.partner AND i.pallet_type_id = p.pallet_type
+                      AND i.period = k.period
+                      AND i.period_start >= date '1970-01-01' + greatest(p.from_day - k.span, -700000)::int
+                      AND (i.period = 'to_date' OR i.period_end > date '1970-01-01' + p.from_day::int)
+                    OFFSET 0) i))
+            """, logger: logger)
+        for chunk in stride(from: 0, to: rows.count, by: 2_000) {
+            try await insertIndicators(ecosystem: ecosystem, Array(rows[chunk..<min(rows.count, chunk + 2_000)]), on: connection)
         }
     }
 

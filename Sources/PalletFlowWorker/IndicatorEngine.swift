@@ -26,18 +26,51 @@ public struct IndicatorEngine: Sendable {
         public var watermark: Int64
     }
 
-    /// Counts what is new since the watermark.
+    /// Counts what is new since the watermark, from the running state of the indicators
+    /// (sql/0010_indicator_state.sql): the state moves forward by the new movements, then
+    /// the relationships they touch are recomputed from their state, for the periods from
+    /// the earliest day they touch. The rows equal what a full recompute gives.
     @discardableResult
     public func update(ecosystem: UUID, today: Int = IndicatorEngine.today(),
                        progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
-        let (pairs, last) = try await store.changesSince(ecosystem: ecosystem, shipper: settings.shipper)
-        guard !pairs.isEmpty else {
-            try await store.replaceIndicators(ecosystem: ecosystem, pairs: [:], rows: [], watermark: last)
-            return Outcome(relationships: 0, rows: 0, watermark: last)
+        let values = try await store.unitValues(ecosystem: ecosystem)
+        let lossHorizonDays = settings.lossHorizonDays
+        let dailyDays = self.dailyDays
+        let outcome = try await store.updateIndicatorsIncrementally(ecosystem: ecosystem, shipper: settings.shipper, today: today) { pairs, state in
+            var rows: [IndicatorRow] = []
+            let ordered = pairs.sorted { ($0.key.partner.uuidString, $0.key.palletType.uuidString) < ($1.key.partner.uuidString, $1.key.palletType.uuidString) }
+            for (key, fromDay) in ordered {
+                rows += Self.rows(for: key, state: state, values: values[key.palletType] ?? [],
+                                  fromDay: fromDay, today: today, lossHorizonDays: lossHorizonDays, dailyDays: dailyDays)
+            }
+            return rows
         }
-        return try await compute(ecosystem: ecosystem, shipper: settings.shipper, lossHorizonDays: settings.lossHorizonDays,
-                                 pairs: pairs, watermark: last, today: today, progress: progress)
+        await progress(outcome.relationships, outcome.relationships)
+        return Outcome(relationships: outcome.relationships, rows: outcome.rows, watermark: outcome.watermark)
+    }
+
+    /// The rows of one relationship from its running state (see `rows(for:facts:activity:...)`).
+    static func rows(for key: RelationshipKey, state: IndicatorState, values: [(day: Int, minor: Int64, currency: String)],
+                     fromDay: Int, today: Int, lossHorizonDays: Int, dailyDays: Int) -> [IndicatorRow] {
+        let contested = state.contested[key] ?? [:]
+        let firstDay = state.firstDay[key] ?? today
+        func contestedIn(_ start: Int, _ end: Int) -> Int64 {
+            contested.reduce(Int64(0)) { $0 + ($1.key >= start && $1.key < end ? $1.value : 0) }
+        }
+        var toDate: DeclarationStats?
+        if !state.completeLateness.contains(key) {
+            var stats = state.toDate[key] ?? DeclarationStats()
+            stats.contested = contestedIn(firstDay, today + 1)
+            toDate = stats
+        }
+        return rows(for: key, facts: state.facts[key] ?? [], firstDay: firstDay, values: values, fromDay: fromDay, today: today,
+                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: toDate,
+                    overdueNotes: { end in state.overdueNotes[EndKey(key: key, end: end)] ?? (0, 0) }) { start, end in
+            var stats = state.periods[PeriodKey(key: key, start: start, end: end)] ?? DeclarationStats()
+            stats.contested = contestedIn(start, end)
+            return stats
+        }
     }
 
     /// Rebuilds every indicator of the ecosystem from the whole ledger.
@@ -45,7 +78,7 @@ public struct IndicatorEngine: Sendable {
     public func recompute(ecosystem: UUID, today: Int = IndicatorEngine.today(),
                           progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
-        let (_, last) = try await store.changesSince(ecosystem: ecosystem, shipper: settings.shipper)
+        let last = try await store.committedSeq(ecosystem: ecosystem)
         let facts = try await store.relationshipFacts(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         let activity = try await store.declarationActivity(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)
         var pairs: [RelationshipKey: Int] = [:]
@@ -83,7 +116,7 @@ public struct IndicatorEngine: Sendable {
         var deletions = pairs
         for key in deletions.keys where deletions[key]! < Int.min / 8 { deletions[key] = -1_000_000 }
         try await store.replaceIndicators(ecosystem: ecosystem, pairs: deletions, rows: rows, watermark: watermark,
-                                          replaceAll: replaceAll)
+                                          replaceAll: replaceAll, stateFor: replaceAll ? shipper : nil)
         return Outcome(relationships: pairs.count, rows: rows.count, watermark: watermark)
     }
 
@@ -92,26 +125,51 @@ public struct IndicatorEngine: Sendable {
                      values: [(day: Int, minor: Int64, currency: String)], fromDay: Int, today: Int,
                      lossHorizonDays: Int, dailyDays: Int) -> [IndicatorRow] {
         let firstDay = min(facts.map(\.day).min() ?? today, activity.map(\.day).min() ?? today)
-        var rows: [IndicatorRow] = []
-        func row(_ period: String, _ start: Int, _ end: Int) -> IndicatorRow {
-            let figures = IndicatorMath.figures(facts, startDay: start, endDay: end, lossHorizonDays: lossHorizonDays)
-            let valuationDay = end - 1
-            let value = values.last { $0.day <= valuationDay }
-            let overdue = notes.filter { $0.issueDay < end && $0.dueDay < valuationDay }
-            let overdueQuantity = overdue.reduce(Int64(0)) { $0 + $1.outstanding }
+        return rows(for: key, facts: facts, firstDay: firstDay, values: values, fromDay: fromDay, today: today,
+                    lossHorizonDays: lossHorizonDays, dailyDays: dailyDays, toDate: nil,
+                    overdueNotes: { end in
+                        let overdue = notes.filter { $0.issueDay < end && $0.dueDay < end - 1 }
+                        return (Int64(overdue.count), overdue.reduce(Int64(0)) { $0 + $1.outstanding })
+                    }) { start, end in
             // The partner's own declarations: how late, and how often the other side contested them.
             let declared = activity.filter { $0.day >= start && $0.day < end && $0.declaredByPartner }
             let lateness = declared.map(\.latenessSeconds).sorted()
+            var stats = DeclarationStats()
+            stats.declarations = Int64(declared.count)
+            stats.latenessMedianSeconds = IndicatorMath.percentile(lateness, 0.5)
+            stats.latenessP90Seconds = IndicatorMath.percentile(lateness, 0.9)
+            stats.declaredWithin24h = Int64(lateness.filter { $0 <= 86_400 }.count)
+            stats.contested = Int64(declared.filter(\.contested).count)
+            return stats
+        }
+    }
+
+    /// The rows of one relationship: `declarations` gives the declaration figures of a
+    /// period [start, end), `toDate` (when known) those of the to-date row, `overdueNotes`
+    /// the overdue notes (count, quantity) as of the last day of a period ending on a day.
+    static func rows(for key: RelationshipKey, facts: [RelationshipFact], firstDay: Int,
+                     values: [(day: Int, minor: Int64, currency: String)], fromDay: Int, today: Int,
+                     lossHorizonDays: Int, dailyDays: Int, toDate: DeclarationStats?,
+                     overdueNotes: (Int) -> (count: Int64, quantity: Int64),
+                     declarations: (Int, Int) -> DeclarationStats) -> [IndicatorRow] {
+        var rows: [IndicatorRow] = []
+        func row(_ period: String, _ start: Int, _ end: Int, _ known: DeclarationStats? = nil) -> IndicatorRow {
+            let figures = IndicatorMath.figures(facts, startDay: start, endDay: end, lossHorizonDays: lossHorizonDays)
+            let valuationDay = end - 1
+            let value = values.last { $0.day <= valuationDay }
+            // Notes issued before the end and due before the valuation day.
+            let overdue = overdueNotes(end)
+            let declared = known ?? declarations(start, end)
             return IndicatorRow(
                 key: key, period: period, startDay: start, endDay: end, figures: figures,
                 outstandingValueMinor: value.map { $0.minor * figures.outstanding }, currency: value?.currency,
-                overdueNotesCount: Int64(overdue.count), overdueNotesQuantity: overdueQuantity,
-                overdueNotesValueMinor: value.map { $0.minor * overdueQuantity },
-                declarations: Int64(declared.count),
-                latenessMedianSeconds: IndicatorMath.percentile(lateness, 0.5),
-                latenessP90Seconds: IndicatorMath.percentile(lateness, 0.9),
-                declaredWithin24h: Int64(lateness.filter { $0 <= 86_400 }.count),
-                contested: Int64(declared.filter(\.contested).count))
+                overdueNotesCount: overdue.count, overdueNotesQuantity: overdue.quantity,
+                overdueNotesValueMinor: value.map { $0.minor * overdue.quantity },
+                declarations: declared.declarations,
+                latenessMedianSeconds: declared.latenessMedianSeconds,
+                latenessP90Seconds: declared.latenessP90Seconds,
+                declaredWithin24h: declared.declaredWithin24h,
+                contested: declared.contested)
         }
         for kind in PeriodKind.allCases {
             let earliest = kind == .day ? max(firstDay, today - dailyDays + 1) : firstDay
@@ -122,7 +180,7 @@ public struct IndicatorEngine: Sendable {
                 start = end
             }
         }
-        rows.append(row("to_date", firstDay, today + 1))
+        rows.append(row("to_date", firstDay, today + 1, toDate))
         return rows
     }
 }

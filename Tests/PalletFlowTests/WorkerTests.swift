@@ -216,6 +216,79 @@ struct WorkerTests {
         }
     }
 
+    @Test("incremental updates from the running state equal a full recompute: many declarations, contests, reversals of counted movements, a recompute in between",
+          arguments: [0, -3])
+    func incrementalStateEqualsFull(todayOffset: Int) async throws {
+        try await withAPI { api, fixture, store in
+            let engine = IndicatorEngine(store: store)
+            // With an offset, some declarations fall after `today`: the whole history is read for them.
+            let today = Instant.now().day + todayOffset
+            let shipper = ["partyId": fixture.shipper.id.lower]
+            let carrier = ["partyId": fixture.carrier.id.lower]
+            let other = ["partyId": fixture.otherCarrier.id.lower]
+            let customer = ["partyId": fixture.customer.id.lower]
+            func batch(_ token: String, _ key: String, _ items: [[String: Any]]) async throws -> [String] {
+                let response = try await api.post("\(fixture.base)/movements/batch", token: token, json: ["movements": items], key: key)
+                #expect(response.status == .created, "\(response.text)")
+                return ((response.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+            }
+            // Lateness spread over seconds, minutes, hours and days; several declarations share a minute.
+            func items(_ count: Int, _ salt: Int, _ party: [String: String]) -> [[String: Any]] {
+                (0..<count).map { k in
+                    let hours = Double((k * 37 + salt * 11) % 300) + Double(k % 3) / 120
+                    let type = k % 4 == 0 ? "CHEP" : "EPAL1"
+                    switch k % 3 {
+                    case 0: return ["kind": "pickup", "eventTime": hoursAgo(hours), "from": shipper, "to": party,
+                                    "lines": [["palletType": type, "quantity": 10 + k % 7, "exchangedQuantity": type == "CHEP" ? 0 : k % 5]]]
+                    case 1: return ["kind": "delivery", "eventTime": hoursAgo(hours), "from": party, "to": customer,
+                                    "lines": [["palletType": type, "quantity": 8 + k % 4, "exchangedQuantity": type == "CHEP" ? 0 : 6]]]
+                    default: return ["kind": "return", "eventTime": hoursAgo(hours), "from": party, "to": shipper,
+                                     "lines": [["palletType": type, "quantity": 1 + k % 6]]]
+                    }
+                }
+            }
+            func snapshot() async throws -> Set<String> {
+                var rows = Set<String>()
+                for period in ["day", "week", "month", "to_date"] {
+                    for row in try await store.indicators(ecosystem: fixture.ecosystem, partner: nil, palletType: nil,
+                                                          period: period, fromDay: nil, untilDay: nil) {
+                        rows.insert("\(row)")
+                    }
+                }
+                return rows
+            }
+            let first = try await batch(fixture.carrier.token, "b1", items(45, 1, carrier))
+            _ = try await batch(fixture.otherCarrier.token, "b2", items(20, 2, other))
+            try await engine.update(ecosystem: fixture.ecosystem, today: today)
+            // A contest of a counted delivery, a reversal of a counted pickup, and more declarations.
+            let delivery = try #require(first.dropFirst().first)
+            let contest = try await api.post("\(fixture.base)/movements/\(delivery)/contest", token: fixture.customer.token, json: [
+                "lines": [["lineNo": 0, "quantity": 8, "exchangedQuantity": 5]], "note": "5 empties",
+            ])
+            #expect(contest.status == .created, "\(contest.text)")
+            let reversal = try await api.post("\(fixture.base)/movements/\(first[3])/reversal", token: fixture.shipper.token,
+                                              json: ["reason": "typo"])
+            #expect(reversal.status == .created, "\(reversal.text)")
+            _ = try await batch(fixture.carrier.token, "b3", items(30, 3, carrier))
+            try await engine.update(ecosystem: fixture.ecosystem, today: today)
+            let incremental = try await snapshot()
+            try await engine.recompute(ecosystem: fixture.ecosystem, today: today)
+            let full = try await snapshot()
+            #expect(full.count > 50)
+            #expect(incremental == full)
+            // After a recompute, the state it rebuilt carries the next updates.
+            let later = try await batch(fixture.otherCarrier.token, "b4", items(25, 4, other))
+            let reversal2 = try await api.post("\(fixture.base)/movements/\(later[0])/reversal", token: fixture.shipper.token,
+                                               json: ["reason": "typo"])
+            #expect(reversal2.status == .created, "\(reversal2.text)")
+            try await engine.update(ecosystem: fixture.ecosystem, today: today)
+            let incremental2 = try await snapshot()
+            try await engine.recompute(ecosystem: fixture.ecosystem, today: today)
+            #expect(incremental2 == (try await snapshot()))
+            #expect(incremental2 != full)
+        }
+    }
+
     @Test("an alert is raised once per condition and period, however often the rules run")
     func alertDedupe() async throws {
         try await withAPI { api, fixture, store in

@@ -25,7 +25,9 @@ WITH v AS (
            md5('palletflow-bench' || ':' || :seed::text || ':' || 'customer' || ':' || ((:s::int - 1) / 10 + 1))::uuid AS customer,
            md5('palletflow-bench' || ':' || :seed::text || ':' || 'csite' || ':' || :s::int)::uuid AS site,
            md5('palletflow-bench' || ':' || :seed::text || ':' || 'type' || ':' || '1')::uuid AS pallet_type,
-           ('00000000-0000-4000-8000-' || lpad(to_hex(:mid::int8), 12, '0'))::uuid AS mid,
+           -- Time-ordered like newID(): Unix milliseconds, version 7, variant 10.
+           (lpad(to_hex(floor(extract(epoch FROM clock_timestamp()) * 1000)::int8), 12, '0') || '7000-8000-'
+            || lpad(to_hex(:mid::int8), 12, '0'))::uuid AS mid,
            'pgbench-' || :client_id::int || '-' || :mid::int8 AS key,
            (extract(epoch FROM now()) * 1000000)::int8 AS now_us,
            '00000000-0000-0000-0000-000000000000'::uuid AS none

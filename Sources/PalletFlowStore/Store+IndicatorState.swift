@@ -1,0 +1,442 @@
+import Foundation
+import Logging
+import PalletFlowCore
+import PostgresNIO
+
+/// Declaration figures of one relationship over one period (docs/indicators.md, section 2).
+public struct DeclarationStats: Sendable, Hashable {
+    public var declarations: Int64 = 0
+    public var latenessMedianSeconds: Int64?
+    public var latenessP90Seconds: Int64?
+    public var declaredWithin24h: Int64 = 0
+    public var contested: Int64 = 0
+    public init() {}
+}
+
+/// One period [start, end) of one relationship.
+public struct PeriodKey: Sendable, Hashable {
+    public var key: RelationshipKey
+    public var start: Int
+    public var end: Int
+    public init(key: RelationshipKey, start: Int, end: Int) {
+        self.key = key
+        self.start = start
+        self.end = end
+    }
+}
+
+/// The periods of one relationship ending on one day.
+public struct EndKey: Sendable, Hashable {
+    public var key: RelationshipKey
+    public var end: Int
+    public init(key: RelationshipKey, end: Int) {
+        self.key = key
+        self.end = end
+    }
+}
+
+/// What an incremental update reads for the relationships it recomputes, from the running
+/// state (sql/0010_indicator_state.sql) rather than from the ledger.
+public struct IndicatorState: Sendable {
+    /// Every fact of each relationship (summed per kind and day).
+    public var facts: [RelationshipKey: [RelationshipFact]] = [:]
+    /// The first day of any declaration involving the partner with the pallet type.
+    public var firstActivityDay: [RelationshipKey: Int] = [:]
+    /// The relationship's first day: its first fact or declaration.
+    public var firstDay: [RelationshipKey: Int] = [:]
+    /// Declaration figures over the whole history (contested not included), for the
+    /// relationships whose declarations all lie on or before `today`.
+    public var toDate: [RelationshipKey: DeclarationStats] = [:]
+    /// Relationships with declarations after `today`: their to-date figures are in `periods`.
+    public var completeLateness: Set<RelationshipKey> = []
+    /// Declaration figures (contested not included) of every period an update may write;
+    /// absent: no declaration.
+    public var periods: [PeriodKey: DeclarationStats] = [:]
+    /// Overdue notes (count, quantity) as of the last day of periods ending on `end`; absent: none.
+    public var overdueNotes: [EndKey: (count: Int64, quantity: Int64)] = [:]
+    /// The partner's own contested declarations per day.
+    public var contested: [RelationshipKey: [Int: Int64]] = [:]
+    public init() {}
+}
+
+extension Store {
+    /// The incremental update of docs/indicators.md, section 4, in one transaction: moves the
+    /// running state forward from the movements after its watermark, finds the relationships
+    /// the new movements touch, reads their state, lets `compute` build their rows and
+    /// replaces them. Returns the relationships recomputed, the rows written and the watermark.
+    public func updateIndicatorsIncrementally(
+        ecosystem: UUID, shipper: UUID, today: Int,
+        compute: ([RelationshipKey: Int], IndicatorState) -> [IndicatorRow]
+    ) async throws -> (relationships: Int, rows: Int, watermark: Int64) {
+        let last = try await committedSeq(ecosystem: ecosystem)
+        return try await transaction { connection in
+            // One update at a time per ecosystem: the state moves by deltas.
+            try await connection.query("""
+                INSERT INTO indicator_watermarks (ecosystem_id, last_seq) VALUES (\(ecosystem), 0) ON CONFLICT (ecosystem_id) DO NOTHING
+                """, logger: logger)
+            var watermark: Int64 = 0
+            var stateSeq: Int64?
+            for try await (seq, state) in try await connection.query("""
+                SELECT last_seq, state_seq FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem) FOR UPDATE
+                """, logger: logger).decode((Int64, Int64?).self) {
+                watermark = seq
+                stateSeq = state
+            }
+            let target = max(last, watermark, stateSeq ?? 0)
+            if let stateSeq {
+                if stateSeq < target {
+                    try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: stateSeq, upTo: target, on: connection)
+                }
+            } else {
+                try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: target, on: connection)
+            }
+            // Relationships whose rows are older than the state: from the lower of both watermarks.
+            let pairs = try await changedRelationships(ecosystem: ecosystem, shipper: shipper, after: min(watermark, stateSeq ?? watermark),
+                                                       upTo: target, on: connection)
+            var rows: [IndicatorRow] = []
+            if !pairs.isEmpty {
+                try await syncContested(ecosystem: ecosystem, on: connection)
+                let state = try await readIndicatorState(ecosystem: ecosystem, pairs: pairs, today: today, on: connection)
+                rows = compute(pairs, state)
+                try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: false, on: connection)
+            }
+            try await connection.query("""
+                UPDATE indicator_watermarks SET last_seq = \(target), state_seq = \(target), updated_at = now()
+                WHERE ecosystem_id = \(ecosystem)
+                """, logger: logger)
+            return (pairs.count, rows.count, target)
+        }
+    }
+
+    /// The highest movements.seq below which every movement is committed (or rolled back).
+    public func committedSeq(ecosystem: UUID) async throws -> Int64 {
+        // Writers hold this lock shared from before their sequence number is drawn until they
+        // commit; taking it exclusively for a moment means no write is in flight, so every
+        // movement up to max(seq) is committed (or rolled back) and none is skipped later.
+        try await transaction { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(ecosystem)::text, 7))", logger: logger)
+            var last: Int64 = 0
+            for try await seq in try await connection.query(
+                "SELECT coalesce(max(seq), 0)::int8 FROM movements WHERE ecosystem_id = \(ecosystem)", logger: logger).decode(Int64.self) {
+                last = seq
+            }
+            return last
+        }
+    }
+
+    /// Relationships touched by the movements in (after, upTo] and the earliest day each
+    /// touches (a reversal counts on the day of what it reverses).
+    func changedRelationships(ecosystem: UUID, shipper: UUID, after: Int64, upTo: Int64,
+                              on connection: PostgresConnection) async throws -> [RelationshipKey: Int] {
+        var pairs: [RelationshipKey: Int] = [:]
+        for try await (partner, type, day) in try await connection.query("""
+            SELECT p.partner, l.pallet_type_id,
+                   min(floor(extract(epoch FROM coalesce(o.event_time, m.event_time)) / 86400))::int8
+            FROM movements m
+            JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+            LEFT JOIN movements o ON o.ecosystem_id = m.ecosystem_id AND o.id = m.reverses_id
+            CROSS JOIN LATERAL (VALUES (m.from_party_id), (m.to_party_id), (m.declarer_id)) AS p(partner)
+            WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo)
+              AND p.partner IS NOT NULL AND p.partner <> \(shipper)
+            GROUP BY 1, 2
+            """, logger: logger).decode((UUID, UUID, Int64).self) {
+            pairs[RelationshipKey(partner: partner, palletType: type)] = Int(day)
+        }
+        return pairs
+    }
+
+    /// Drops the ecosystem's state and builds it from every movement up to `upTo`.
+    func rebuildIndicatorState(ecosystem: UUID, shipper: UUID, upTo: Int64, on connection: PostgresConnection) async throws {
+        try await connection.query("DELETE FROM indicator_facts WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_activity WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_lateness WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_lateness_buckets WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_contested WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: 0, upTo: upTo, on: connection)
+    }
+
+    /// Adds the movements in (after, upTo] to the state, set-based. A movement adds its facts
+    /// unless it is a reversal; a reversal subtracts the facts of the movement it reverses
+    /// (added when that one was read, or in this same delta), so the sums equal the facts of
+    /// the movements neither reversed nor reversals, as a full recompute reads them.
+    /// Declarations (reversals and corrections excluded, reversed originals included) only
+    /// ever add.
+    func applyIndicatorState(ecosystem: UUID, shipper: UUID, after: Int64, upTo: Int64,
+                             on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            WITH src AS (
+                SELECT m.id, 1 AS sign FROM movements m
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo) AND m.reverses_id IS NULL
+                UNION ALL
+                SELECT m.reverses_id, -1 FROM movements m
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo) AND m.reverses_id IS NOT NULL
+            ), m AS (
+                SELECT o.id, o.kind, o.from_party_id, o.to_party_id, s.sign,
+                       floor(extract(epoch FROM o.event_time) / 86400)::int4 AS day
+                FROM src s JOIN movements o ON o.ecosystem_id = \(ecosystem) AND o.id = s.id
+                WHERE o.reverses_id IS NULL
+                  AND (o.from_party_id = \(shipper) OR o.to_party_id = \(shipper) OR o.kind IN ('loss', 'scrap'))
+            ), l AS (
+                SELECT m.*, l.pallet_type_id, l.quantity, l.exchanged_quantity
+                FROM m JOIN movement_lines l ON l.ecosystem_id = \(ecosystem) AND l.movement_id = m.id
+            )
+            INSERT INTO indicator_facts AS f (ecosystem_id, partner_id, pallet_type_id, kind, day, quantity)
+            SELECT \(ecosystem), partner, pallet_type_id, kind, day, sum(sign * quantity)::int8 FROM (
+                SELECT to_party_id AS partner, pallet_type_id, 'issued' AS kind, day, quantity, sign FROM l
+                 WHERE from_party_id = \(shipper) AND to_party_id <> \(shipper) AND kind IN ('pickup', 'delivery', 'transfer', 'return')
+                UNION ALL
+                SELECT to_party_id, pallet_type_id, 'spotReturn', day, exchanged_quantity, sign FROM l
+                 WHERE from_party_id = \(shipper) AND to_party_id <> \(shipper) AND exchanged_quantity > 0
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'laterReturn', day, quantity, sign FROM l
+                 WHERE to_party_id = \(shipper) AND from_party_id <> \(shipper) AND kind IN ('pickup', 'delivery', 'transfer', 'return')
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'issued', day, exchanged_quantity, sign FROM l
+                 WHERE to_party_id = \(shipper) AND from_party_id <> \(shipper) AND exchanged_quantity > 0
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'declaredLoss', day, quantity, sign FROM l
+                 WHERE kind = 'loss' AND to_party_id = \(shipper) AND from_party_id <> \(shipper)
+                UNION ALL
+                SELECT from_party_id, pallet_type_id, 'scrapped', day, quantity, sign FROM l
+                 WHERE kind = 'scrap' AND from_party_id <> \(shipper)
+            ) facts
+            WHERE quantity > 0
+            GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, kind, day)
+            DO UPDATE SET quantity = f.quantity + excluded.quantity
+            """, logger: logger)
+        try await connection.query("""
+            WITH d AS (
+                SELECT DISTINCT m.id, p.partner, l.pallet_type_id,
+                       floor(extract(epoch FROM m.event_time) / 86400)::int4 AS day, m.lateness_seconds,
+                       m.declarer_id = p.partner AS by_partner
+                FROM movements m
+                JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
+                CROSS JOIN LATERAL (VALUES (m.from_party_id), (m.to_party_id), (m.declarer_id)) AS p(partner)
+                WHERE m.ecosystem_id = \(ecosystem) AND m.seq > \(after) AND m.seq <= \(upTo)
+                  AND m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
+                  AND p.partner IS NOT NULL AND p.partner <> \(shipper)
+            ), first AS (
+                INSERT INTO indicator_activity AS a (ecosystem_id, partner_id, pallet_type_id, first_day, declarations, within_24h, last_day)
+                SELECT \(ecosystem), partner, pallet_type_id, min(day), count(*) FILTER (WHERE by_partner),
+                       count(*) FILTER (WHERE by_partner AND lateness_seconds <= 86400), max(day) FILTER (WHERE by_partner)
+                FROM d GROUP BY 1, 2, 3
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id) DO UPDATE
+                SET first_day = least(a.first_day, excluded.first_day), declarations = a.declarations + excluded.declarations,
+                    within_24h = a.within_24h + excluded.within_24h, last_day = greatest(a.last_day, excluded.last_day)
+            ), own AS (
+                SELECT partner, pallet_type_id, day, lateness_seconds, count(*)::int8 AS declarations
+                FROM d WHERE by_partner GROUP BY 1, 2, 3, 4
+            ), days AS (
+                INSERT INTO indicator_lateness AS x (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds, declarations)
+                SELECT \(ecosystem), partner, pallet_type_id, day, lateness_seconds, declarations FROM own
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds)
+                DO UPDATE SET declarations = x.declarations + excluded.declarations
+            ), shift AS (
+                -- Bucket width 2^s: 1 below 128 s (negative lateness included), else 1/64 of the power of two.
+                SELECT partner, pallet_type_id, declarations, lateness_seconds,
+                       CASE WHEN lateness_seconds < 128 THEN 0
+                            ELSE length(ltrim(lateness_seconds::bit(64)::text, '0')) - 7 END AS s
+                FROM own
+            )
+            INSERT INTO indicator_lateness_buckets AS b (ecosystem_id, partner_id, pallet_type_id, low, high, declarations)
+            SELECT \(ecosystem), partner, pallet_type_id, (lateness_seconds >> s) << s, ((lateness_seconds >> s) << s) + (1::int8 << s),
+                   sum(declarations)::int8
+            FROM shift GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, low) DO UPDATE SET declarations = b.declarations + excluded.declarations
+            """, logger: logger)
+    }
+
+    /// Brings the contested movements of the state in step with `discrepancies`: adds the
+    /// movements contested since the last update, drops those whose discrepancies are gone.
+    func syncContested(ecosystem: UUID, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            DELETE FROM indicator_contested c
+            WHERE c.ecosystem_id = \(ecosystem)
+              AND NOT EXISTS (SELECT 1 FROM discrepancies d WHERE d.ecosystem_id = \(ecosystem) AND d.movement_id = c.movement_id)
+            """, logger: logger)
+        try await connection.query("""
+            INSERT INTO indicator_contested (ecosystem_id, movement_id, pallet_type_id, declarer_id, day, counted)
+            SELECT DISTINCT \(ecosystem), m.id, l.pallet_type_id, m.declarer_id, floor(extract(epoch FROM m.event_time) / 86400)::int4,
+                   m.reverses_id IS NULL AND m.source NOT IN ('reversal', 'correction')
+            FROM (SELECT DISTINCT d.movement_id FROM discrepancies d
+                  WHERE d.ecosystem_id = \(ecosystem)
+                    AND NOT EXISTS (SELECT 1 FROM indicator_contested c WHERE c.ecosystem_id = \(ecosystem) AND c.movement_id = d.movement_id)) d
+            CROSS JOIN LATERAL (SELECT m.* FROM movements m WHERE m.ecosystem_id = \(ecosystem) AND m.id = d.movement_id OFFSET 0) m
+            CROSS JOIN LATERAL (SELECT l.pallet_type_id FROM movement_lines l
+                                WHERE l.ecosystem_id = \(ecosystem) AND l.movement_id = m.id OFFSET 0) l
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+    }
+
+    /// The state of the given relationships: all their facts, their first day, their own
+    /// declarations from the first day of the earliest period starting on or before each
+    /// relationship's `fromDay` (a week or a month), the whole-history declaration figures,
+    /// and their contested declarations.
+    func readIndicatorState(ecosystem: UUID, pairs: [RelationshipKey: Int], today: Int,
+                            on connection: PostgresConnection) async throws -> IndicatorState {
+        var state = IndicatorState()
+        let keys = Array(pairs.keys)
+        let partners = keys.map(\.partner)
+        let types = keys.map(\.palletType)
+        for try await (partner, type, kind, day, quantity) in try await connection.query("""
+            SELECT f.partner_id, f.pallet_type_id, f.kind, f.day::int8, f.quantity
+            FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
+            JOIN indicator_facts f ON f.ecosystem_id = \(ecosystem) AND f.partner_id = r.partner AND f.pallet_type_id = r.pallet_type
+            WHERE f.quantity <> 0
+            """, logger: logger).decode((UUID, UUID, String, Int64, Int64).self) {
+            guard let factKind = RelationshipFact.Kind(rawValue: kind) else { continue }
+            state.facts[RelationshipKey(partner: partner, palletType: type), default: []]
+                .append(RelationshipFact(factKind, day: Int(day), quantity: quantity))
+        }
+        // Whole history, per relationship: the count, within 24 h and the last day are kept
+        // as they are; the nearest-rank median and p90 (the rank as IndicatorMath.percentile
+        // computes it, in float8) are found in two steps: the bucket holding each rank from
+        // the per-bucket counts, then the value among that bucket's declarations.
+        var late: Set<RelationshipKey> = []
+        var totals: [RelationshipKey: DeclarationStats] = [:]
+        for try await (partner, type, firstDay, declarations, within, lastDay) in try await connection.query("""
+            SELECT a.partner_id, a.pallet_type_id, a.first_day::int8, a.declarations, a.within_24h, a.last_day::int8
+            FROM unnest(\(partners)::uuid[], \(types)::uuid[]) AS r(partner, pallet_type)
+            JOIN indicator_activity a ON a.ecosystem_id = \(ecosystem) AND a.partner_id = r.partner AND a.pallet_type_id = r.pallet_type
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            state.firstActivityDay[key] = Int(firstDay)
+            if let lastDay, lastDay > today { late.insert(key); continue }
+            var stats = DeclarationStats()
+            stats.declarations = declarations
+            stats.declaredWithin24h = within
+            totals[key] = stats
+        }
+        let counted = keys.filter { (totals[$0]?.declarations ?? 0) > 0 }
+        for try await (partner, type, median, p90) in try await connection.query("""
+            WITH r AS (
+                SELECT * FROM unnest(\(counted.map(\.partner))::uuid[], \(counted.map(\.palletType))::uuid[]) AS r(partner, pallet_type)
+            ), q AS (
+                SELECT a.partner_id, a.pallet_type_id, f.fraction, greatest(1, ceil(a.declarations::float8 * f.fraction))::int8 AS rank
+                FROM r JOIN indicator_activity a ON a.ecosystem_id = \(ecosystem) AND a.partner_id = r.partner AND a.pallet_type_id = r.pallet_type
+                CROSS JOIN (VALUES (0.5::float8), (0.9::float8)) AS f(fraction)
+            ), h AS (
+                SELECT b.partner_id, b.pallet_type_id, b.low, b.high, b.declarations,
+                       sum(b.declarations) OVER (PARTITION BY b.partner_id, b.pallet_type_id ORDER BY b.low) AS upto
+                FROM r JOIN indicator_lateness_buckets b
+                  ON b.ecosystem_id = \(ecosystem) AND b.partner_id = r.partner AND b.pallet_type_id = r.pallet_type
+                WHERE b.declarations <> 0
+            ), m AS (
+                SELECT DISTINCT ON (q.partner_id, q.pallet_type_id, q.fraction)
+                       q.partner_id, q.pallet_type_id, q.fraction, q.rank - (h.upto - h.declarations) AS within_rank, h.low, h.high
+                FROM q JOIN h ON h.partner_id = q.partner_id AND h.pallet_type_id = q.pallet_type_id AND h.upto >= q.rank
+                ORDER BY q.partner_id, q.pallet_type_id, q.fraction, h.low
+            ), v AS (
+                SELECT m.partner_id, m.pallet_type_id, m.fraction,
+                       (SELECT y.lateness_seconds FROM (
+                            SELECT x.lateness_seconds, sum(x.n) OVER (ORDER BY x.lateness_seconds) AS upto FROM (
+                                SELECT lateness_seconds, sum(declarations) AS n FROM indicator_lateness
+                                WHERE ecosystem_id = \(ecosystem) AND partner_id = m.partner_id AND pallet_type_id = m.pallet_type_id
+                                  AND lateness_seconds >= m.low AND lateness_seconds < m.high
+                                GROUP BY 1) x) y
+                        WHERE y.upto >= m.within_rank
+                        ORDER BY y.lateness_seconds LIMIT 1) AS value
+                FROM m
+            )
+            SELECT partner_id, pallet_type_id, min(value) FILTER (WHERE fraction = 0.5::float8),
+                   min(value) FILTER (WHERE fraction = 0.9::float8)
+            FROM v GROUP BY 1, 2
+            """, logger: logger).decode((UUID, UUID, Int64?, Int64?).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            totals[key]?.latenessMedianSeconds = median
+            totals[key]?.latenessP90Seconds = p90
+        }
+        state.toDate = totals
+        // The periods the rows may need (every day, week and month from the one holding each
+        // relationship's earliest touched day to today; to-date too where declarations lie
+        // after `today`): their declaration figures and overdue notes, computed here.
+        var periodKeys: [RelationshipKey] = [], starts: [Int32] = [], ends: [Int32] = []
+        for key in keys {
+            let fromDay = pairs[key]!
+            for kind in PeriodKind.allCases {
+                var start = kind.start(of: fromDay)
+                while start <= today {
+                    let end = kind.end(startingAt: start)
+                    periodKeys.append(key); starts.append(Int32(start)); ends.append(Int32(end))
+                    start = end
+                }
+            }
+            let firstDay = min(state.facts[key]?.map(\.day).min() ?? today, state.firstActivityDay[key] ?? today)
+            state.firstDay[key] = firstDay
+            if late.contains(key) {
+                periodKeys.append(key); starts.append(Int32(firstDay)); ends.append(Int32(today + 1))
+            } else {
+                // The to-date row's notes (its declarations are in `toDate`).
+                periodKeys.append(key); starts.append(Int32.max); ends.append(Int32(today + 1))
+            }
+        }
+        // Nearest-rank percentiles over the counted values: the smallest value whose running
+        // count reaches ceil(f x n) (f x n in float8, as IndicatorMath.percentile computes it).
+        // Declarations sharing a lateness are counted, not expanded (a batch has thousands).
+        for try await (partner, type, start, end, count, median, p90, within) in try await connection.query("""
+            WITH v AS (
+                SELECT p.partner, p.pallet_type, p.s, p.e, l.lateness_seconds, sum(l.declarations) AS n
+                FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(starts)::int4[], \(ends)::int4[])
+                     AS p(partner, pallet_type, s, e)
+                CROSS JOIN LATERAL (
+                    SELECT l.lateness_seconds, l.declarations FROM indicator_lateness l
+                    WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = p.partner AND l.pallet_type_id = p.pallet_type
+                      AND l.day >= p.s AND l.day < p.e AND l.declarations <> 0 OFFSET 0) l
+                WHERE p.s < 2147483647
+                GROUP BY 1, 2, 3, 4, 5
+            ), c AS (
+                SELECT v.*, sum(n) OVER (PARTITION BY partner, pallet_type, s, e ORDER BY lateness_seconds) AS upto,
+                       sum(n) OVER (PARTITION BY partner, pallet_type, s, e) AS total
+                FROM v
+            )
+            SELECT partner, pallet_type, s::int8, e::int8, max(total)::int8,
+                   min(lateness_seconds) FILTER (WHERE upto >= greatest(1, ceil(total::float8 * 0.5::float8))),
+                   min(lateness_seconds) FILTER (WHERE upto >= greatest(1, ceil(total::float8 * 0.9::float8))),
+                   coalesce(sum(n) FILTER (WHERE lateness_seconds <= 86400), 0)::int8
+            FROM c GROUP BY 1, 2, 3, 4
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64).self) {
+            var stats = DeclarationStats()
+            stats.declarations = count
+            stats.latenessMedianSeconds = median
+            stats.latenessP90Seconds = p90
+            stats.declaredWithin24h = within
+            state.periods[PeriodKey(key: RelationshipKey(partner: partner, palletType: type), start: Int(start), end: Int(end))] = stats
+        }
+        for try await (partner, type, end, count, quantity) in try await connection.query("""
+            WITH e AS (
+                SELECT DISTINCT * FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(ends)::int4[])
+                AS e(partner, pallet_type, e)
+            ), n AS (
+                -- Each relationship's outstanding notes read once, then counted for each end.
+                SELECT k.partner, k.pallet_type, n.issue, n.due, n.outstanding
+                FROM (SELECT DISTINCT partner, pallet_type FROM e) k
+                CROSS JOIN LATERAL (
+                    SELECT n.issue_date - date '1970-01-01' AS issue, n.due_date - date '1970-01-01' AS due,
+                           n.quantity - n.redeemed_quantity AS outstanding
+                    FROM pallet_notes n
+                    WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = k.partner AND n.pallet_type_id = k.pallet_type
+                      AND NOT n.cancelled AND n.quantity > n.redeemed_quantity OFFSET 0) n
+            )
+            SELECT e.partner, e.pallet_type, e.e::int8, count(*)::int8, sum(n.outstanding)::int8
+            FROM e JOIN n ON n.partner = e.partner AND n.pallet_type = e.pallet_type AND n.issue < e.e AND n.due < e.e - 1
+            GROUP BY 1, 2, 3
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64).self) {
+            state.overdueNotes[EndKey(key: RelationshipKey(partner: partner, palletType: type), end: Int(end))] = (count, quantity)
+        }
+        state.completeLateness = late
+        // Contested declarations: from the contested movements the state keeps in step with
+        // `discrepancies` (syncContested), a few per relationship.
+        for try await (partner, type, day, count) in try await connection.query("""
+            SELECT c.declarer_id, c.pallet_type_id, c.day::int8, count(*)::int8
+            FROM indicator_contested c
+            WHERE c.ecosystem_id = \(ecosystem) AND c.counted AND c.declarer_id = ANY(\(partners)::uuid[])
+            GROUP BY 1, 2, 3
+            """, logger: logger).decode((UUID, UUID, Int64, Int64).self) {
+            let key = RelationshipKey(partner: partner, palletType: type)
+            guard pairs[key] != nil else { continue }
+            state.contested[key, default: [:]][Int(day)] = count
+        }
+        return state
+    }
+}

@@ -52,8 +52,10 @@ struct APIImplementation: APIProtocol {
 
     func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output {
         guard await store.isReady() else {
-            throw Problem(.serviceUnavailable, "not-ready", "Not ready",
-                          detail: "The database is unreachable or its migrations are not all applied.")
+            var problem = Problem(.serviceUnavailable, "not-ready", "Not ready",
+                                  detail: "The database is unreachable or its migrations are not all applied.")
+            problem.headers[.retryAfter] = "1"
+            throw problem
         }
         return .ok(.init(body: .json(.init(status: "ok"))))
     }

@@ -108,6 +108,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             logger.error("database error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError
+        case is DatabaseUnavailable:
+            // No connection within the lease deadline (PalletFlowStore.DatabaseClient).
+            logger.warning("database unreachable", metadata: ["error": "\(error)"])
+            return .unavailable
         case is NIOTooManyBytesError:
             return Problem(.contentTooLarge, "too-large", "Request body too large",
                            detail: "The request body exceeds the server's limit.")

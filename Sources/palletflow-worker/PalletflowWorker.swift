@@ -36,8 +36,8 @@ struct PalletflowWorker: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         defer { runtime.close() }
-        let client = runtime.makeClient(logger: logger)
-        let worker = WorkerService(store: Store(client: client, logger: logger))
+        let client = runtime.makeDatabaseClient(logger: logger)
+        let worker = WorkerService(store: Store(database: client, logger: logger))
         let group = ServiceGroup(
             configuration: .init(
                 services: [

@@ -209,8 +209,9 @@ struct CooperationTests {
             ])
             #expect(tooLong.status == .unprocessableContent)
             #expect(Set(tooLong.fieldErrors) == ["reviewPartner", "minutes"])
-            let unchanged = try await api.get(base, token: fixture.coordinator.token)
-            #expect(unchanged.json["state"] as? String == "planned")
+            let unchanged = try await store.session(ecosystem: fixture.ecosystem, id: try #require(UUID(uuidString: first)))
+            #expect(unchanged?.state == "planned")
+            #expect(unchanged?.reviewPartner == nil)
             let updated = try await api.request(.patch, base, token: fixture.coordinator.token, json: [
                 "state": "held", "minutes": "Agreed on 24 empties.", "reviewInside": "We counted late.",
                 "reviewRelationship": "Open and factual.", "reviewPartner": "The dock now counts with the driver.",

@@ -47,28 +47,25 @@ struct DatabaseClientTests {
         #expect(!DatabaseClient.writes("SELECT 1"))
     }
 
-    @Test("a single-statement write runs in an explicit transaction (committed before it returns); a read does not")
-    func writesInExplicitTransactions() async throws {
+    @Test("a single-statement write returns its rows, read before it returns; its errors come out unwrapped")
+    func writesReturnTheirRows() async throws {
         try await withFreshStore { store in
             let created = try await store.createEcosystem(name: "Durable", shipperName: "Shipper", shipperPGLN: nil)
-            // In an explicit transaction BEGIN came first, so the transaction's start (now())
-            // precedes the statement's; in an implicit one they are the same instant.
-            var explicit: [Bool] = []
-            for try await value in try await store.client.query("""
-                UPDATE ecosystems SET name = name WHERE id = \(created.ecosystem.id) RETURNING now() < statement_timestamp()
-                """).decode(Bool.self) {
-                explicit.append(value)
+            // Runs in its own transaction (BEGIN, the statement, COMMIT): its RETURNING rows
+            // are read inside it and handed back once COMMIT has completed.
+            var names: [String] = []
+            for try await name in try await store.client.query("""
+                UPDATE ecosystems SET name = name || ' network' WHERE id = \(created.ecosystem.id) RETURNING name
+                """).decode(String.self) {
+                names.append(name)
             }
-            #expect(explicit == [true])
-            var read: [Bool] = []
-            for try await value in try await store.client.query("SELECT now() < statement_timestamp()").decode(Bool.self) {
-                read.append(value)
-            }
-            #expect(read == [false])
-            // A write's failure comes out as the server's error, not wrapped in a transaction error.
+            #expect(names == ["Durable network"])
+            #expect(try await store.ecosystem(created.ecosystem.id)?.name == "Durable network")
+            // A write's failure is the server's error, not a transaction wrapper.
             await #expect(throws: PSQLError.self) {
                 try await store.client.query("UPDATE ecosystems SET name = NULL WHERE id = \(created.ecosystem.id)")
             }
+            #expect(try await store.ecosystem(created.ecosystem.id)?.name == "Durable network")
         }
     }
 }

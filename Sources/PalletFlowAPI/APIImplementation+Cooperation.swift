@@ -198,14 +198,8 @@ extension APIImplementation {
         let session = try await visibleSession(caller, input.path.sessionId)
         try requireMediator(caller)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
-        // The contract's maxLength (in characters, as JSON Schema counts them).
-        let limits: [(String, String?, Int)] = [("minutes", body.minutes, 20_000), ("reviewInside", body.reviewInside, 5_000),
-                                                ("reviewRelationship", body.reviewRelationship, 5_000),
-                                                ("reviewPartner", body.reviewPartner, 5_000)]
-        let tooLong = limits.compactMap { field, value, limit in
-            (value?.unicodeScalars.count ?? 0) > limit ? FieldError(field, "must be at most \(limit) characters") : nil
-        }
-        if !tooLong.isEmpty { throw Problem.validation(tooLong) }
+        try requireMaxLength([("minutes", body.minutes, 20_000), ("reviewInside", body.reviewInside, 5_000),
+                              ("reviewRelationship", body.reviewRelationship, 5_000), ("reviewPartner", body.reviewPartner, 5_000)])
         try await store.updateSession(ecosystem: caller.ecosystem, id: session.id, state: body.state?.rawValue, minutes: body.minutes,
                                       reviewInside: body.reviewInside, reviewRelationship: body.reviewRelationship,
                                       reviewPartner: body.reviewPartner, by: caller.membership)

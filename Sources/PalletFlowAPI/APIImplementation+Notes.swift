@@ -196,6 +196,7 @@ extension APIImplementation {
         }
         let statement = try await store.statement(ecosystem: caller.ecosystem, party: party, counterparty: counterparty,
                                                   from: from, until: until)
+        try requireMaxLength([("comment", body.comment, 2_000)])
         let answer = try await store.answerStatement(ecosystem: caller.ecosystem, statement: statement,
                                                      answer: body.answer.rawValue, comment: body.comment, by: caller.membership)
         return .created(.init(body: .json(.init(answer))))

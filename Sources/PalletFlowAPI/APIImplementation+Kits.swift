@@ -16,12 +16,12 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         check.check(!body.items.isEmpty && body.items.count <= 100, "items", "must hold 1 to 100 items")
         var numbers = Set<Int>()
         for (index, item) in body.items.enumerated() {
             check.check(numbers.insert(item.number).inserted, "items[\(index)].number", "is used twice")
-            check.check(!item.title.isEmpty && item.title.count <= 500, "items[\(index)].title", "must be 1 to 500 characters")
+            check.check(!item.title.isEmpty && item.title.unicodeScalars.count <= 500, "items[\(index)].title", "must be 1 to 500 characters")
         }
         try check.throwIfInvalid()
         let items = body.items.map {

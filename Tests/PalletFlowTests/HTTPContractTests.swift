@@ -84,6 +84,24 @@ struct HTTPContractTests {
         }
     }
 
+    @Test("maxLength counts code points, as JSON Schema does, not the characters a reader sees")
+    func maxLengthInCodePoints() async throws {
+        try await withAPI { api, fixture, store in
+            let before = try await store.members(ecosystem: fixture.ecosystem).count
+            // 150 letters with a combining accent each: 150 characters, 300 code points (limit 200).
+            let accented = String(repeating: "e\u{301}", count: 150)
+            #expect(accented.count == 150 && accented.unicodeScalars.count == 300)
+            let refused = try await api.post("\(fixture.base)/members", token: fixture.shipper.token,
+                                             json: ["name": accented, "role": "carrier"])
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.fieldErrors == ["name"])
+            #expect(try await store.members(ecosystem: fixture.ecosystem).count == before)
+            let fits = try await api.post("\(fixture.base)/members", token: fixture.shipper.token,
+                                          json: ["name": String(repeating: "e\u{301}", count: 100), "role": "carrier"])
+            #expect(fits.status == .created)
+        }
+    }
+
     @Test("a body over the limit gets 413; unknown routes 404; wrong methods 405 with Allow")
     func limitsAndRoutes() async throws {
         try await withAPI(bodyLimitBytes: 1_000) { api, fixture, _ in

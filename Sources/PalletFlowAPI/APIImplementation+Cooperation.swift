@@ -12,7 +12,7 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         check.check(body.role != .shipper, "role", "an ecosystem has one shipper")
         if let pgln = body.pgln { check.check(pgln.count == 13 && pgln.allSatisfy(\.isNumber), "pgln", "must be 13 digits") }
         let days = body.validDays ?? 14
@@ -70,14 +70,14 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!title.isEmpty && title.count <= 200, "title", "must be 1 to 200 characters")
+        check.check(!title.isEmpty && title.unicodeScalars.count <= 200, "title", "must be 1 to 200 characters")
         check.check(!body.clauses.isEmpty && body.clauses.count <= 100, "clauses", "must hold 1 to 100 clauses")
         var numbers = Set<Int>()
         var clauses: [CharterClause] = []
         for (index, clause) in body.clauses.enumerated() {
             let path = "clauses[\(index)]"
             check.check(numbers.insert(clause.number).inserted, path + ".number", "is used twice")
-            check.check(!clause.text.isEmpty && clause.text.count <= 5_000, path + ".text", "must be 1 to 5000 characters")
+            check.check(!clause.text.isEmpty && clause.text.unicodeScalars.count <= 5_000, path + ".text", "must be 1 to 5000 characters")
             let parts = [clause.metric != nil, clause.comparator != nil, clause.target != nil]
             check.check(parts.allSatisfy { $0 } || parts.allSatisfy { !$0 }, path,
                         "a measurable clause gives metric, comparator and target together")
@@ -170,7 +170,7 @@ extension APIImplementation {
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         var check = Validator()
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!title.isEmpty && title.count <= 200, "title", "must be 1 to 200 characters")
+        check.check(!title.isEmpty && title.unicodeScalars.count <= 200, "title", "must be 1 to 200 characters")
         let scheduled = Instant.parse(body.scheduledAt)
         if scheduled == nil { check.add("scheduledAt", "must be an RFC 3339 instant") }
         let start = Instant.parse(body.periodStart + "T00:00:00Z")?.day
@@ -198,6 +198,8 @@ extension APIImplementation {
         let session = try await visibleSession(caller, input.path.sessionId)
         try requireMediator(caller)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
+        try requireMaxLength([("minutes", body.minutes, 20_000), ("reviewInside", body.reviewInside, 5_000),
+                              ("reviewRelationship", body.reviewRelationship, 5_000), ("reviewPartner", body.reviewPartner, 5_000)])
         try await store.updateSession(ecosystem: caller.ecosystem, id: session.id, state: body.state?.rawValue, minutes: body.minutes,
                                       reviewInside: body.reviewInside, reviewRelationship: body.reviewRelationship,
                                       reviewPartner: body.reviewPartner, by: caller.membership)
@@ -241,7 +243,7 @@ extension APIImplementation {
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         var check = Validator()
         let description = body.description.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!description.isEmpty && description.count <= 2_000, "description", "must be 1 to 2000 characters")
+        check.check(!description.isEmpty && description.unicodeScalars.count <= 2_000, "description", "must be 1 to 2000 characters")
         let owner = directory.member(body.ownerId)
         if owner == nil { check.add("ownerId", "is not a member of this ecosystem") }
         check.check(Instant.parse(body.dueDate + "T00:00:00Z") != nil, "dueDate", "must be a date written YYYY-MM-DD")

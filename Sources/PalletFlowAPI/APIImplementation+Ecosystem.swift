@@ -48,7 +48,7 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         if let pgln = body.pgln {
             check.check(pgln.count == 13 && pgln.allSatisfy(\.isASCII) && pgln.allSatisfy(\.isNumber), "pgln",
                         "must be a 13-digit GS1 party GLN")
@@ -98,7 +98,7 @@ extension APIImplementation {
         let member = try await tokenOwner(caller, input.path.memberId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 100 else {
+        guard !name.isEmpty, name.unicodeScalars.count <= 100 else {
             throw Problem.validation([FieldError("name", "must be 1 to 100 characters")])
         }
         let (token, secret) = try await store.issueToken(ecosystem: caller.ecosystem, member: member, name: name,
@@ -130,7 +130,7 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         let member = UUID(uuidString: body.memberId)
         var visible: MemberRecord?
         if let member {
@@ -141,8 +141,8 @@ extension APIImplementation {
         } else if !caller.role.administersEcosystem && member != caller.membership {
             throw Problem.forbidden("A member adds sites for itself only; the shipper adds them for anyone.")
         }
-        if let sgln = body.sgln { check.check(!sgln.isEmpty && sgln.count <= 100, "sgln", "must be 1 to 100 characters") }
-        if let address = body.address { check.check(address.count <= 500, "address", "must be at most 500 characters") }
+        if let sgln = body.sgln { check.check(!sgln.isEmpty && sgln.unicodeScalars.count <= 100, "sgln", "must be 1 to 100 characters") }
+        if let address = body.address { check.check(address.unicodeScalars.count <= 500, "address", "must be at most 500 characters") }
         try check.throwIfInvalid()
         let site = try await store.addSite(ecosystem: caller.ecosystem, member: member!, name: name, sgln: body.sgln,
                                            address: body.address, by: caller.membership)
@@ -164,12 +164,12 @@ extension APIImplementation {
         check.check(body.code.range(of: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$", options: .regularExpression) != nil, "code",
                     "must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit")
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         for (field, value) in [("lengthMm", body.lengthMm), ("widthMm", body.widthMm), ("heightMm", body.heightMm)] {
             if let value { check.check((1...10_000).contains(value), field, "must be between 1 and 10000 millimetres") }
         }
         if let grai = body.graiClass {
-            check.check(!grai.isEmpty && grai.count <= 100, "graiClass", "must be 1 to 100 characters")
+            check.check(!grai.isEmpty && grai.unicodeScalars.count <= 100, "graiClass", "must be 1 to 100 characters")
         }
         let value = body.unitValue.map { validate(unitValue: $0, prefix: "unitValue.", check: &check) } ?? nil
         try check.throwIfInvalid()

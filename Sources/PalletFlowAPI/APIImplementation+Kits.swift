@@ -16,12 +16,12 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        check.check(!name.isEmpty && name.count <= 200, "name", "must be 1 to 200 characters")
+        check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
         check.check(!body.items.isEmpty && body.items.count <= 100, "items", "must hold 1 to 100 items")
         var numbers = Set<Int>()
         for (index, item) in body.items.enumerated() {
             check.check(numbers.insert(item.number).inserted, "items[\(index)].number", "is used twice")
-            check.check(!item.title.isEmpty && item.title.count <= 500, "items[\(index)].title", "must be 1 to 500 characters")
+            check.check(!item.title.isEmpty && item.title.unicodeScalars.count <= 500, "items[\(index)].title", "must be 1 to 500 characters")
         }
         try check.throwIfInvalid()
         let items = body.items.map {
@@ -72,6 +72,7 @@ extension APIImplementation {
         if item.item.fact != nil && !body.done {
             throw Problem.validation([FieldError("done", "this item completes itself from the facts (\(item.item.fact!))")])
         }
+        try requireMaxLength([("note", body.note, 2_000)])
         try await store.recordKitProgress(ecosystem: caller.ecosystem, assignment: id, item: item.item.number, done: body.done,
                                           attended: body.attended, note: body.note, by: caller.membership)
         guard let updated = try await store.kitAssignments(ecosystem: caller.ecosystem, member: nil).first(where: { $0.id == id })
@@ -94,6 +95,7 @@ extension APIImplementation {
         else { throw Problem.notFound("work statement") }
         guard statement.member == caller.membership else { throw Problem.forbidden("Only the partner it is addressed to answers it.") }
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
+        try requireMaxLength([("comment", body.comment, 5_000)])
         try await store.answerWorkStatement(ecosystem: caller.ecosystem, id: id, member: caller.membership,
                                             answer: body.answer.rawValue, comment: body.comment)
         guard let answered = try await store.workStatements(ecosystem: caller.ecosystem, member: caller.membership).first(where: { $0.id == id })

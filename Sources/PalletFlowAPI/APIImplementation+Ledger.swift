@@ -388,6 +388,7 @@ extension APIImplementation {
             }
             try check.throwIfInvalid()
         }
+        try requireMaxLength([("reason", body.reason, 2_000)])
         let result = try await store.transaction { connection in
             try await store.reverse(ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership,
                                     correction: correction, correctionConfirmed: false, reason: body.reason, on: connection)

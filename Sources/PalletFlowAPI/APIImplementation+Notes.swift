@@ -51,7 +51,7 @@ extension APIImplementation {
             due = String(Instant(microsecondsSinceEpoch: issue.microsecondsSinceEpoch
                 + Int64(ecosystem.noteDueDays) * 86_400_000_000).description.prefix(10))
         }
-        if let serial = body.serial { check.check(!serial.isEmpty && serial.count <= 100, "serial", "must be 1 to 100 characters") }
+        if let serial = body.serial { check.check(!serial.isEmpty && serial.unicodeScalars.count <= 100, "serial", "must be 1 to 100 characters") }
         try check.throwIfInvalid()
         guard caller.role == .shipper || issuer!.id == caller.membership else {
             throw Problem.forbidden("A pallet note is issued by the party that owes the pallets (or by the shipper for it).")
@@ -196,6 +196,7 @@ extension APIImplementation {
         }
         let statement = try await store.statement(ecosystem: caller.ecosystem, party: party, counterparty: counterparty,
                                                   from: from, until: until)
+        try requireMaxLength([("comment", body.comment, 2_000)])
         let answer = try await store.answerStatement(ecosystem: caller.ecosystem, statement: statement,
                                                      answer: body.answer.rawValue, comment: body.comment, by: caller.membership)
         return .created(.init(body: .json(.init(answer))))

@@ -39,6 +39,15 @@ struct APIImplementation: APIProtocol {
         }
     }
 
+    /// The contract's maxLength on optional text fields, counted as JSON Schema counts
+    /// (Unicode code points): 422 naming every field that is longer.
+    func requireMaxLength(_ fields: [(field: String, value: String?, limit: Int)]) throws {
+        let tooLong = fields.compactMap { field, value, limit in
+            (value?.unicodeScalars.count ?? 0) > limit ? FieldError(field, "must be at most \(limit) characters") : nil
+        }
+        if !tooLong.isEmpty { throw Problem.validation(tooLong) }
+    }
+
     func uuid(_ text: String, _ what: String) throws -> UUID {
         guard let id = UUID(uuidString: text) else { throw Problem.notFound(what) }
         return id
@@ -52,8 +61,10 @@ struct APIImplementation: APIProtocol {
 
     func getReadiness(_ input: Operations.GetReadiness.Input) async throws -> Operations.GetReadiness.Output {
         guard await store.isReady() else {
-            throw Problem(.serviceUnavailable, "not-ready", "Not ready",
-                          detail: "The database is unreachable or its migrations are not all applied.")
+            var problem = Problem(.serviceUnavailable, "not-ready", "Not ready",
+                                  detail: "The database is unreachable or its migrations are not all applied.")
+            problem.headers[.retryAfter] = "1"
+            throw problem
         }
         return .ok(.init(body: .json(.init(status: "ok"))))
     }

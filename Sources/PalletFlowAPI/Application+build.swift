@@ -67,6 +67,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
     router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(perSecond: settings.rateLimitPerToken)))
+    router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
     let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes))

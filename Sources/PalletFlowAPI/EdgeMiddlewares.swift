@@ -108,6 +108,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             logger.error("database error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError
+        case is DatabaseUnavailable:
+            // No connection within the lease deadline (PalletFlowStore.DatabaseClient).
+            logger.warning("database unreachable", metadata: ["error": "\(error)"])
+            return .unavailable
         case is NIOTooManyBytesError:
             return Problem(.contentTooLarge, "too-large", "Request body too large",
                            detail: "The request body exceeds the server's limit.")
@@ -242,6 +246,91 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
         scope.caller = caller
         return try await RequestScope.$current.withValue(scope) {
             try await next(request, context)
+        }
+    }
+}
+
+/// Refuses JSON bodies holding `null` (after authentication: a caller without a valid token
+/// learns nothing about its body). The body is already collected by `BodyLimitMiddleware`.
+struct NullFieldsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maximumBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.method == .post || request.method == .put || request.method == .patch,
+              JSONNulls.applies(to: request) else {
+            return try await next(request, context)
+        }
+        var request = request
+        let buffer = try await request.collectBody(upTo: maximumBytes)
+        let nulls = JSONNulls.paths(in: buffer)
+        guard nulls.isEmpty else {
+            throw Problem.badRequest(
+                "\(nulls.count) field(s) are null; no field of this API is nullable: leave an optional field out. Nothing was written.",
+                errors: nulls.map { FieldError($0, "must not be null (leave the field out)") })
+        }
+        return try await next(request, context)
+    }
+}
+
+/// JSON `null` in request bodies. The contract declares no field nullable, while the
+/// generated decoders read `null` as an absent optional field: refused before decoding.
+enum JSONNulls {
+    /// JSON bodies of the API, except EPCIS documents (open JSON-LD, read by their own rules).
+    static func applies(to request: Request) -> Bool {
+        guard let type = request.headers[.contentType]?.lowercased() else { return false }
+        let media = type.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard media == "application/json" || (media.hasSuffix("+json") && media != "application/ld+json") else { return false }
+        return request.uri.path.hasPrefix("/v1/") && !request.uri.path.contains("/epcis/")
+    }
+
+    /// The paths (`movements[2].lines[0].serial`) of every `null` in the body; empty when
+    /// it has none or is not valid JSON (the decoder then says what is wrong).
+    static func paths(in buffer: ByteBuffer) -> [String] {
+        guard containsNullLiteral(buffer.readableBytesView) else { return [] }
+        guard let value = try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView), options: [.fragmentsAllowed])
+        else { return [] }
+        var paths: [String] = []
+        collect(value, path: "", into: &paths)
+        return paths
+    }
+
+    /// A quick scan for a `null` literal outside strings, so that bodies without one (nearly
+    /// all) are not parsed twice.
+    static func containsNullLiteral(_ bytes: ByteBufferView) -> Bool {
+        var inString = false
+        var escaped = false
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            } else if byte == UInt8(ascii: "\"") {
+                inString = true
+            } else if byte == UInt8(ascii: "n"), bytes.distance(from: index, to: bytes.endIndex) >= 4,
+                      bytes[bytes.index(index, offsetBy: 1)] == UInt8(ascii: "u"),
+                      bytes[bytes.index(index, offsetBy: 2)] == UInt8(ascii: "l"),
+                      bytes[bytes.index(index, offsetBy: 3)] == UInt8(ascii: "l") {
+                return true
+            }
+            index = bytes.index(after: index)
+        }
+        return false
+    }
+
+    private static func collect(_ value: Any, path: String, into paths: inout [String]) {
+        switch value {
+        case is NSNull:
+            paths.append(path.isEmpty ? "body" : path)
+        case let object as [String: Any]:
+            for key in object.keys.sorted() {
+                collect(object[key]!, path: path.isEmpty ? key : path + "." + key, into: &paths)
+            }
+        case let array as [Any]:
+            for (index, element) in array.enumerated() {
+                collect(element, path: path + "[\(index)]", into: &paths)
+            }
+        default:
+            break
         }
     }
 }

@@ -57,9 +57,13 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         Problem(.conflict, "conflict", "Conflict with the current state", detail: detail)
     }
 
-    public static let unavailable = Problem(
-        .serviceUnavailable, "database-unavailable", "Database unavailable",
-        detail: "PalletFlow cannot reach its database right now. Retry shortly, writes with the same Idempotency-Key: one that went through is answered as it was, one that did not is made.")
+    public static let unavailable: Problem = {
+        var problem = Problem(
+            .serviceUnavailable, "database-unavailable", "Database unavailable",
+            detail: "PalletFlow cannot reach its database right now. Retry shortly, writes with the same Idempotency-Key: one that went through is answered as it was, one that did not is made.")
+        problem.headers[.retryAfter] = "1"
+        return problem
+    }()
 
     public static let internalError = Problem(
         .internalServerError, "internal", "Internal error",

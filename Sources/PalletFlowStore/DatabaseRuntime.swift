@@ -77,6 +77,12 @@ public struct DatabaseRuntime: Sendable {
         PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
     }
 
+    /// A supervised pool (`DatabaseClient`): leases bounded in time, reconnection at once
+    /// when the database returns. Run it as a service.
+    public func makeDatabaseClient(logger: Logger) -> DatabaseClient {
+        DatabaseClient(configuration: settings.configuration, probe: settings.probe, logger: logger)
+    }
+
     /// Runs `body` with a live client (for the CLI and tests; the daemon runs its client
     /// as a lifecycle service instead).
     public func withClient<Result: Sendable>(logger: Logger, _ body: @Sendable (PostgresClient) async throws -> Result) async throws -> Result {

@@ -5,11 +5,14 @@ import PostgresNIO
 /// Where PalletFlow's database is: a `DATABASE_URL`, or the embedded cluster.
 public struct DatabaseSettings: Sendable {
     public var configuration: PostgresClient.Configuration
+    /// The same database for one connection of its own (the pool's outage probe).
+    public var probe: PostgresConnection.Configuration
     /// Shown in logs and errors; never carries the password.
     public var displayName: String
 
-    public init(configuration: PostgresClient.Configuration, displayName: String) {
+    public init(configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration, displayName: String) {
         self.configuration = configuration
+        self.probe = probe
         self.displayName = displayName
     }
 
@@ -19,7 +22,10 @@ public struct DatabaseSettings: Sendable {
         var configuration = PostgresClient.Configuration(
             unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: database)
         configuration.options.maximumConnections = maximumConnections
-        return DatabaseSettings(configuration: configuration, displayName: "embedded \(cluster.socketPath) db=\(database)")
+        let probe = PostgresConnection.Configuration(
+            unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: database)
+        return DatabaseSettings(configuration: configuration, probe: probe,
+                                displayName: "embedded \(cluster.socketPath) db=\(database)")
     }
 
     /// Parses `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...`.
@@ -40,7 +46,11 @@ public struct DatabaseSettings: Sendable {
                 unixSocketPath: socket, username: components.user?.removingPercentEncoding ?? "postgres",
                 password: components.password?.removingPercentEncoding, database: database.isEmpty ? nil : database)
             configuration.options.maximumConnections = maximumConnections
-            return DatabaseSettings(configuration: configuration, displayName: "unix socket \(socket) db=\(database)")
+            let probe = PostgresConnection.Configuration(
+                unixSocketPath: socket, username: configuration.username, password: configuration.password,
+                database: configuration.database)
+            return DatabaseSettings(configuration: configuration, probe: probe,
+                                    displayName: "unix socket \(socket) db=\(database)")
         }
         guard let host = components.host, !host.isEmpty else {
             throw EmbeddedPostgresError("DATABASE_URL must look like postgres://user:password@host:5432/database (or ?host=/socket/directory)")
@@ -51,20 +61,27 @@ public struct DatabaseSettings: Sendable {
             tlsConfiguration.trustRoots = .file(rootCertificate)
         }
         let tls: PostgresClient.Configuration.TLS
+        let probeTLS: PostgresConnection.Configuration.TLS
         switch mode {
-        case "disable": tls = .disable
+        case "disable":
+            tls = .disable
+            probeTLS = .disable
         case "prefer", "allow":
             tlsConfiguration.certificateVerification = .none
             tls = .prefer(tlsConfiguration)
+            probeTLS = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
         case "require":
             tlsConfiguration.certificateVerification = .none
             tls = .require(tlsConfiguration)
+            probeTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
         case "verify-ca":
             tlsConfiguration.certificateVerification = .noHostnameVerification
             tls = .require(tlsConfiguration)
+            probeTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
         case "verify-full":
             tlsConfiguration.certificateVerification = .fullVerification
             tls = .require(tlsConfiguration)
+            probeTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
         default:
             throw EmbeddedPostgresError("DATABASE_URL sslmode=\(mode) is not one of disable, prefer, require, verify-ca, verify-full")
         }
@@ -75,7 +92,10 @@ public struct DatabaseSettings: Sendable {
             password: components.password?.removingPercentEncoding,
             database: database.isEmpty ? nil : database, tls: tls)
         configuration.options.maximumConnections = maximumConnections
-        return DatabaseSettings(configuration: configuration,
+        let probe = PostgresConnection.Configuration(
+            host: host, port: components.port ?? 5432, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: probeTLS)
+        return DatabaseSettings(configuration: configuration, probe: probe,
                                 displayName: "\(host):\(components.port ?? 5432)/\(database) sslmode=\(mode)")
     }
 }

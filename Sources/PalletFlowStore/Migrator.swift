@@ -46,6 +46,12 @@ public struct Migrator: Sendable {
     /// Applies what is missing; returns the versions applied now.
     @discardableResult
     public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
+        try await migrate(DatabaseClient(client, logger: logger), logger: logger)
+    }
+
+    /// Applies what is missing; returns the versions applied now.
+    @discardableResult
+    public func migrate(_ client: DatabaseClient, logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
             _ = try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
             do {
@@ -81,6 +87,11 @@ public struct Migrator: Sendable {
 
     /// True when every migration of this binary is applied and unchanged.
     public func isUpToDate(_ client: PostgresClient, logger: Logger) async throws -> Bool {
+        try await isUpToDate(DatabaseClient(client, logger: logger), logger: logger)
+    }
+
+    /// True when every migration of this binary is applied and unchanged.
+    public func isUpToDate(_ client: DatabaseClient, logger: Logger) async throws -> Bool {
         try await client.withConnection { connection in
             let applied = try await appliedVersions(connection, logger: logger, create: false)
             return migrations.allSatisfy { applied[$0.version] == $0.checksum }

@@ -178,8 +178,8 @@ extension Store {
     }
 
     /// Runs a query on the given connection (inside a transaction) or on the pool.
-    func run(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> PostgresRowSequence {
-        if let connection { return try await connection.query(query, logger: logger) }
+    func run(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> DatabaseRows {
+        if let connection { return DatabaseRows(try await connection.query(query, logger: logger)) }
         return try await client.query(query, logger: logger)
     }
 

@@ -6,20 +6,28 @@ import PostgresNIO
 /// PalletFlow's PostgreSQL edge. Every method takes the ecosystem it works in and binds
 /// every value; the SQL for each capability lives in `Store+Capability.swift`.
 public struct Store: Sendable {
-    public let client: PostgresClient
+    /// The connection pool, each lease bounded in time (`DatabaseClient`).
+    public let client: DatabaseClient
     public let logger: Logger
     /// Authenticated tokens of this process (see `TokenCache` for when revocations apply).
     public let tokenCache: TokenCache
 
-    public init(client: PostgresClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
-        self.client = client
+    public init(database: DatabaseClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
+        self.client = database
         self.logger = logger
         self.tokenCache = TokenCache(lifetime: tokenCacheLifetime)
+    }
+
+    /// On a pool the caller runs (the CLI, tests).
+    public init(client: PostgresClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
+        self.init(database: DatabaseClient(client, logger: logger), logger: logger, tokenCacheLifetime: tokenCacheLifetime)
     }
 }
 
 extension Store {
     /// A transaction whose errors come out as thrown inside it (postgres-nio wraps them).
+    /// COMMIT completes once the transaction is durable: every write answered 2xx goes
+    /// through here (see `write`).
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {

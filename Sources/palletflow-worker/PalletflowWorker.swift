@@ -24,6 +24,14 @@ struct PalletflowWorker: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "json or text (env PALLETFLOW_LOG_FORMAT).")
     var logFormat: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_FORMAT"] ?? "json"
 
+    @Option(name: .customLong("job-lease-seconds"),
+            help: "How long a claimed job stays this worker's without a sign of life; a job whose worker died is taken again after it (env PALLETFLOW_JOB_LEASE_SECONDS).")
+    var jobLeaseSeconds: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_JOB_LEASE_SECONDS"] ?? "") ?? 60
+
+    func validate() throws {
+        guard jobLeaseSeconds >= 1 else { throw ValidationError("--job-lease-seconds must be at least 1") }
+    }
+
     func run() async throws {
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
         let logger = Logger(label: "palletflow-worker")
@@ -36,8 +44,8 @@ struct PalletflowWorker: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         defer { runtime.close() }
-        let client = runtime.makeClient(logger: logger)
-        let worker = WorkerService(store: Store(client: client, logger: logger))
+        let client = runtime.makeDatabaseClient(logger: logger)
+        let worker = WorkerService(store: Store(database: client, logger: logger), lease: .seconds(jobLeaseSeconds))
         let group = ServiceGroup(
             configuration: .init(
                 services: [

@@ -112,12 +112,13 @@ struct Palletflowd: AsyncParsableCommand {
         }
         defer { runtime.close() }
 
-        let client = runtime.makeClient(logger: logger)
-        let store = Store(client: client, logger: logger,
+        // Leases bounded in time, the pool replaced when it lags behind a database that is back.
+        let client = runtime.makeDatabaseClient(logger: logger)
+        let store = Store(database: client, logger: logger,
                           tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
         // Read-heavy answers from a streaming replica, when one is given.
         var readStore: Store?
-        var readClient: PostgresClient?
+        var readClient: DatabaseClient?
         if let readURL = ProcessInfo.processInfo.environment["READ_DATABASE_URL"], !readURL.isEmpty {
             let settings: DatabaseSettings
             do {
@@ -125,9 +126,9 @@ struct Palletflowd: AsyncParsableCommand {
             } catch let error as EmbeddedPostgresError {
                 throw ValidationError("READ_DATABASE_URL: \(error.description)")
             }
-            let replica = PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
+            let replica = DatabaseClient(configuration: settings.configuration, probe: settings.probe, logger: logger)
             readClient = replica
-            readStore = Store(client: replica, logger: logger)
+            readStore = Store(database: replica, logger: logger)
             logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
         }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,

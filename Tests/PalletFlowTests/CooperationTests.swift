@@ -202,6 +202,16 @@ struct CooperationTests {
                 "dueDate": Instant.date(ofDay: today + 14),
             ])
             #expect(action.status == .created)
+            // Longer than the contract's maxLength (5,000 and 20,000 characters): refused, nothing kept.
+            let tooLong = try await api.request(.patch, base, token: fixture.coordinator.token, json: [
+                "state": "held", "reviewPartner": String(repeating: "é", count: 5_001),
+                "minutes": String(repeating: "x", count: 20_001), "reviewInside": String(repeating: "y", count: 5_000),
+            ])
+            #expect(tooLong.status == .unprocessableContent)
+            #expect(Set(tooLong.fieldErrors) == ["reviewPartner", "minutes"])
+            let unchanged = try await store.session(ecosystem: fixture.ecosystem, id: try #require(UUID(uuidString: first)))
+            #expect(unchanged?.state == "planned")
+            #expect(unchanged?.reviewPartner == nil)
             let updated = try await api.request(.patch, base, token: fixture.coordinator.token, json: [
                 "state": "held", "minutes": "Agreed on 24 empties.", "reviewInside": "We counted late.",
                 "reviewRelationship": "Open and factual.", "reviewPartner": "The dock now counts with the driver.",

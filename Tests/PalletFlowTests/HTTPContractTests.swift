@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import PalletFlowContract
+import PalletFlowStore
 import Testing
 
 @Suite("HTTP contract: problem+json, limits, routes, operations endpoints")
@@ -33,6 +34,71 @@ struct HTTPContractTests {
             let missing = try await api.post("\(fixture.base)/members", token: fixture.shipper.token, json: ["name": "No role"])
             #expect(missing.status == .unprocessableContent || missing.status == .badRequest)
             #expect(missing.text.contains("role"))
+        }
+    }
+
+    @Test("null in a field the contract does not declare nullable is a 400 naming each such field; nothing is written")
+    func nullFieldsRefused() async throws {
+        try await withAPI { api, fixture, store in
+            let shipper = fixture.shipper.token
+            // Optional fields of a pallet type sent as null (the generated decoder read them as absent).
+            let palletType = try await api.post("\(fixture.base)/pallet-types", token: shipper, json: [
+                "code": "HALF", "name": "Half pallet", "graiClass": NSNull(), "lengthMm": NSNull(), "widthMm": 600,
+            ])
+            #expect(palletType.status == .badRequest)
+            #expect(palletType.headers[.contentType] == "application/problem+json")
+            #expect(palletType.problemType == "https://palletflow.dev/problems/malformed-request")
+            #expect(palletType.fieldErrors == ["graiClass", "lengthMm"])
+            #expect(try await store.palletTypes(ecosystem: fixture.ecosystem).count == 2)
+
+            let sitesBefore = try await store.sites(ecosystem: fixture.ecosystem).count
+            let site = try await api.post("\(fixture.base)/sites", token: shipper, json: [
+                "memberId": fixture.carrier.id.lower, "name": "Depot", "sgln": NSNull(), "address": NSNull(),
+            ])
+            #expect(site.status == .badRequest)
+            #expect(site.fieldErrors == ["address", "sgln"])
+            #expect(try await store.sites(ecosystem: fixture.ecosystem).count == sitesBefore)
+
+            // Nested: a line's and a reference's null, in a single declaration and in a batch.
+            var movement = LedgerAPITests.pickup(fixture, quantity: 10, exchanged: 4)
+            movement["lines"] = [["palletType": "EPAL1", "quality": "A", "quantity": 10, "exchangedQuantity": NSNull()]]
+            movement["references"] = ["cmr": NSNull()]
+            let single = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: movement, key: "null-1")
+            #expect(single.status == .badRequest)
+            #expect(single.fieldErrors == ["lines[0].exchangedQuantity", "references.cmr"])
+            var clean = LedgerAPITests.pickup(fixture, quantity: 3, exchanged: 0)
+            clean["note"] = "null"  // the word inside a string is text, not null
+            var nullNote = LedgerAPITests.pickup(fixture, quantity: 2, exchanged: 0)
+            nullNote["note"] = NSNull()
+            let batch = try await api.post("\(fixture.base)/movements/batch", token: fixture.carrier.token,
+                                           json: ["movements": [clean, nullNote]], key: "null-2")
+            #expect(batch.status == .badRequest)
+            #expect(batch.fieldErrors == ["movements[1].note"])
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).isEmpty)
+
+            // The same declarations without the nulls are accepted, "null" as text included.
+            let accepted = try await api.post("\(fixture.base)/movements/batch", token: fixture.carrier.token,
+                                              json: ["movements": [clean]], key: "null-3")
+            #expect(accepted.status == .created)
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 1)
+        }
+    }
+
+    @Test("maxLength counts code points, as JSON Schema does, not the characters a reader sees")
+    func maxLengthInCodePoints() async throws {
+        try await withAPI { api, fixture, store in
+            let before = try await store.members(ecosystem: fixture.ecosystem).count
+            // 150 letters with a combining accent each: 150 characters, 300 code points (limit 200).
+            let accented = String(repeating: "e\u{301}", count: 150)
+            #expect(accented.count == 150 && accented.unicodeScalars.count == 300)
+            let refused = try await api.post("\(fixture.base)/members", token: fixture.shipper.token,
+                                             json: ["name": accented, "role": "carrier"])
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.fieldErrors == ["name"])
+            #expect(try await store.members(ecosystem: fixture.ecosystem).count == before)
+            let fits = try await api.post("\(fixture.base)/members", token: fixture.shipper.token,
+                                          json: ["name": String(repeating: "e\u{301}", count: 100), "role": "carrier"])
+            #expect(fits.status == .created)
         }
     }
 

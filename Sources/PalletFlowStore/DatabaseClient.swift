@@ -1,0 +1,455 @@
+import Foundation
+import Logging
+import NIOPosix
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// No database connection could be had in time: the database is down or unreachable.
+/// The API answers it with 503 `database-unavailable` and `Retry-After`.
+public struct DatabaseUnavailable: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// PalletFlow's connection pool: postgres-nio's `PostgresClient`, with two things it
+/// lacks during a database outage.
+///
+/// - A lease waits at most `leaseTimeout` (2 s) for a connection while the pool leases
+///   nothing, then throws `DatabaseUnavailable`; postgres-nio would queue the request
+///   until its circuit breaker trips (15 s). A pool that keeps leasing is busy, not
+///   failing: its requests wait their turn (up to 30 s). A lease is cancelled only while
+///   it waits: once a connection is leased, the work runs to its end.
+/// - Supervised (the daemon runs it as a service), it watches for trouble (a lease
+///   that timed out, a lost connection): it then probes the database on a connection of
+///   its own every 250 ms, fails leases at once while the probe cannot connect, and when
+///   the database answers again but the pool still cannot lease (postgres-nio backs off
+///   exponentially between reconnection attempts, up to a minute), it replaces the pool
+///   with a fresh one, which connects at once. The old pool is shut down when the work
+///   it carries has ended.
+public final class DatabaseClient: Sendable {
+    public let leaseTimeout: Duration
+    /// The longest wait for a connection of a pool that is busy, not failing.
+    public let busyLimit: Duration = .seconds(30)
+    private let configuration: PostgresClient.Configuration?
+    private let probeConfiguration: PostgresConnection.Configuration?
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let spawn: (stream: AsyncStream<Pool>, continuation: AsyncStream<Pool>.Continuation)
+
+    final class Pool: Sendable {
+        let client: PostgresClient
+        let generation: Int
+        /// Leases holding one of its connections, through this wrapper.
+        let inFlight = Atomic<Int>(0)
+        let retire = AsyncStream<Void>.makeStream()
+        init(_ client: PostgresClient, generation: Int) {
+            self.client = client
+            self.generation = generation
+        }
+    }
+
+    struct State {
+        var pool: Pool
+        var retired: [Pool] = []
+        /// Something went wrong since the last look: the monitor probes.
+        var troubled = false
+        /// The monitor's own connection attempt failed: fail leases at once.
+        var down = false
+        var lastLease = ContinuousClock.now
+    }
+
+    /// A pool this wrapper does not run or replace (the CLI, tests: the caller runs it).
+    public init(_ client: PostgresClient, logger: Logger, leaseTimeout: Duration = .seconds(2)) {
+        self.leaseTimeout = leaseTimeout
+        self.configuration = nil
+        self.probeConfiguration = nil
+        self.logger = logger
+        self.state = Mutex(State(pool: Pool(client, generation: 0)))
+        self.spawn = AsyncStream<Pool>.makeStream()
+        spawn.continuation.finish()
+    }
+
+    /// A supervised pool: run it with `run()` (it is a `Service`). `probe` reaches the
+    /// same database as `configuration`, on a connection of its own.
+    public init(configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration, logger: Logger,
+                leaseTimeout: Duration = .seconds(2)) {
+        self.leaseTimeout = leaseTimeout
+        self.configuration = configuration
+        self.probeConfiguration = probe
+        self.logger = logger
+        let pool = Pool(PostgresClient(configuration: configuration, backgroundLogger: logger), generation: 0)
+        self.state = Mutex(State(pool: pool))
+        self.spawn = AsyncStream<Pool>.makeStream()
+        spawn.continuation.yield(pool)
+    }
+
+    /// The pool in use now.
+    public var current: PostgresClient { state.withLock { $0.pool.client } }
+
+    // MARK: Leasing
+
+    /// Runs `body` on a leased connection, waiting at most `leaseTimeout` for it.
+    public func withConnection<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let pool = try currentPool()
+        return try await withoutActuallyEscaping(body) { body in
+            let body = UncheckedBox(body)
+            // waiting -> leased (the body runs to its end) or timedOut (the body never runs).
+            let phase = PhaseBox()
+            do {
+                return try await withThrowingTaskGroup(of: Result?.self) { group in
+                    group.addTask {
+                        try await pool.client.withConnection { connection in
+                            let proceed = phase.value.withLock { phase in
+                                guard phase == .waiting else { return false }
+                                phase = .leased
+                                return true
+                            }
+                            guard proceed else { throw DatabaseUnavailable("no database connection within the lease deadline") }
+                            self.leased(pool)
+                            pool.inFlight.add(1, ordering: .relaxed)
+                            defer { pool.inFlight.subtract(1, ordering: .relaxed) }
+                            return try await body.value(connection)
+                        }
+                    }
+                    group.addTask {
+                        guard await self.expires() else { return nil }
+                        let expired = phase.value.withLock { phase in
+                            guard phase == .waiting else { return false }
+                            phase = .timedOut
+                            return true
+                        }
+                        if expired { throw DatabaseUnavailable("no database connection within \(self.leaseTimeout)") }
+                        return nil
+                    }
+                    while let next = try await group.next() {
+                        if let result = next {
+                            group.cancelAll()
+                            return result
+                        }
+                    }
+                    throw DatabaseUnavailable("the lease ended without a result")
+                }
+            } catch {
+                throw translated(error, timedOut: phase.value.withLock { $0 == .timedOut })
+            }
+        }
+    }
+
+    /// A transaction on a connection leased within the deadline; postgres-nio's
+    /// `PostgresTransactionError` comes out as is.
+    public func withTransaction<Result: Sendable>(
+        logger: Logger, _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection { connection in
+            try await connection.withTransaction(logger: logger) { connection in
+                try await body(connection)
+            }
+        }
+    }
+
+    /// One statement on a connection leased within the deadline. A statement that writes
+    /// runs in an explicit transaction and returns once COMMIT has completed: in the
+    /// extended query protocol PostgreSQL sends CommandComplete before it commits an
+    /// implicit transaction (at Sync), so a crash in between would lose a write already
+    /// answered 2xx; COMMIT completes only once the transaction is durable. Its rows are
+    /// then read before it returns; a read's rows stream after it returns (the connection
+    /// goes back to the pool when they are read).
+    @discardableResult
+    public func query(_ query: PostgresQuery, logger: Logger? = nil,
+                      file: String = #fileID, line: Int = #line) async throws -> DatabaseRows {
+        if Self.writes(query.sql) {
+            let logger = logger ?? self.logger
+            let rows = try await withConnection { connection in
+                do {
+                    return try await connection.withTransaction(logger: logger) { connection in
+                        try await connection.query(query, logger: logger, file: file, line: line).collect()
+                    }
+                } catch let error as PostgresTransactionError {
+                    throw error.closureError ?? error.beginError ?? error.commitError ?? error
+                }
+            }
+            return DatabaseRows(rows)
+        }
+        return DatabaseRows(try await bounded { client in try await client.query(query, logger: logger, file: file, line: line) })
+    }
+
+    /// True when the SQL may write (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, also inside
+    /// a WITH, and SELECT ... FOR UPDATE, which is harmless in a transaction).
+    static func writes(_ sql: String) -> Bool {
+        sql.range(of: #"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b"#, options: [.regularExpression, .caseInsensitive]) != nil
+    }
+
+    /// A prepared statement on a connection leased within the deadline.
+    public func execute<Statement: PostgresPreparedStatement, Row>(
+        _ statement: Statement, logger: Logger? = nil, file: String = #fileID, line: Int = #line
+    ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, Row> where Row == Statement.Row {
+        let box = try await bounded { client in
+            UncheckedBox(try await client.execute(statement, logger: logger, file: file, line: line))
+        }
+        return box.value
+    }
+
+    /// `operation` (a lease inside postgres-nio, then one statement) bounded by the
+    /// deadline. On expiry the operation is cancelled, then awaited: cancellation only
+    /// interrupts the wait for a connection (a statement already sent is not cancelled),
+    /// so its own outcome, success included, is what the caller gets.
+    private func bounded<Value: Sendable>(_ operation: @escaping @Sendable (PostgresClient) async throws -> Value) async throws -> Value {
+        let pool = try currentPool()
+        let expired = FlagBox()
+        do {
+            let value = try await withThrowingTaskGroup(of: Value?.self) { group in
+                group.addTask { try await operation(pool.client) }
+                group.addTask {
+                    if await self.expires() { expired.value.store(true, ordering: .relaxed) }
+                    return nil
+                }
+                // The operation's outcome, whether or not the timer fired first.
+                while let next = try await group.next() {
+                    if let value = next {
+                        group.cancelAll()
+                        return value
+                    }
+                    group.cancelAll()
+                }
+                throw DatabaseUnavailable("the statement ended without a result")
+            }
+            leased(pool)
+            return value
+        } catch {
+            throw translated(error, timedOut: expired.value.load(ordering: .relaxed))
+        }
+    }
+
+    /// Waits until a lease waiting since now should be given up, or the task is cancelled
+    /// (false). Given up: at once when the database is known down; after `leaseTimeout`
+    /// when the pool has leased nothing for that long (a pool that leases is only busy:
+    /// its requests wait their turn, up to `busyLimit`).
+    private func expires() async -> Bool {
+        let start = ContinuousClock.now
+        while !Task.isCancelled {
+            let (down, lastLease) = state.withLock { ($0.down, $0.lastLease) }
+            let now = ContinuousClock.now
+            if down { return true }
+            if start.duration(to: now) >= leaseTimeout,
+               lastLease.duration(to: now) >= leaseTimeout || start.duration(to: now) >= busyLimit {
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    private func currentPool() throws -> Pool {
+        try state.withLock { state in
+            if state.down {
+                throw DatabaseUnavailable("the database cannot be reached")
+            }
+            return state.pool
+        }
+    }
+
+    private func leased(_ pool: Pool) {
+        state.withLock { state in
+            if state.pool === pool { state.lastLease = .now }
+        }
+    }
+
+    /// A wait cut short by the deadline is `DatabaseUnavailable`; a lost or refused
+    /// connection makes the monitor look.
+    private func translated(_ error: any Error, timedOut: Bool) -> any Error {
+        if timedOut, error is CancellationError || error is DatabaseUnavailable || isPoolError(error) {
+            markTroubled()
+            return DatabaseUnavailable("no database connection within \(leaseTimeout)")
+        }
+        if error is DatabaseUnavailable || isPoolError(error) {
+            markTroubled()
+        } else if let psql = error as? PSQLError, psql.serverInfo?[.sqlState] == nil
+                    || ["08", "57"].contains(psql.serverInfo?[.sqlState].map { String($0.prefix(2)) }) {
+            markTroubled()
+        }
+        return error
+    }
+
+    /// postgres-nio's pool errors (its type is not public).
+    private func isPoolError(_ error: any Error) -> Bool {
+        String(describing: type(of: error)).contains("ConnectionPoolError")
+    }
+
+    private func markTroubled() {
+        state.withLock { $0.troubled = true }
+    }
+
+    // MARK: Supervision
+
+    /// Runs the pools and the monitor until cancelled or gracefully shut down.
+    public func run() async {
+        guard let configuration, let probeConfiguration else { return }
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await withDiscardingTaskGroup { pools in
+                    for await pool in self.spawn.stream {
+                        pools.addTask {
+                            await withDiscardingTaskGroup { inner in
+                                inner.addTask { await pool.client.run() }
+                                for await _ in pool.retire.stream {}
+                                inner.cancelAll()
+                            }
+                        }
+                    }
+                    pools.cancelAll()
+                }
+            }
+            group.addTask {
+                await self.monitor(configuration, probe: probeConfiguration)
+            }
+            // Until the service group shuts down (gracefully or not).
+            try? await gracefulShutdown()
+            self.spawn.continuation.finish()
+            group.cancelAll()
+        }
+    }
+
+    private func monitor(_ configuration: PostgresClient.Configuration, probe probeConfiguration: PostgresConnection.Configuration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            retireIdlePools()
+            guard state.withLock({ $0.troubled }) else { continue }
+            let reachable = await probe(probeConfiguration)
+            let wasDown = state.withLock { state in
+                let wasDown = state.down
+                state.down = !reachable
+                return wasDown
+            }
+            guard reachable else {
+                if !wasDown { logger.warning("database unreachable: new requests get 503 until it answers") }
+                continue
+            }
+            // The database answers. Does the pool lease? (A lease that succeeded lately
+            // means it is only busy.)
+            let pool = state.withLock { $0.pool }
+            let healthy: Bool
+            do {
+                _ = try await bounded { client in try await client.query("SELECT 1", logger: self.logger).collect() }
+                healthy = true
+            } catch {
+                healthy = state.withLock { $0.lastLease.duration(to: .now) < .seconds(2) }
+            }
+            if healthy {
+                state.withLock { $0.troubled = false }
+                if wasDown { logger.notice("database reachable again") }
+                continue
+            }
+            let fresh = Pool(PostgresClient(configuration: configuration, backgroundLogger: logger),
+                             generation: pool.generation + 1)
+            spawn.continuation.yield(fresh)
+            try? await Task.sleep(for: .milliseconds(20))
+            state.withLock { state in
+                state.retired.append(state.pool)
+                state.pool = fresh
+                state.lastLease = .now
+            }
+            logger.notice("database reachable again: connection pool replaced",
+                          metadata: ["generation": "\(fresh.generation)"])
+        }
+    }
+
+    /// Shuts down replaced pools once no lease of ours holds one of their connections.
+    private func retireIdlePools() {
+        let idle = state.withLock { state in
+            let idle = state.retired.filter { $0.inFlight.load(ordering: .relaxed) == 0 }
+            state.retired.removeAll { $0.inFlight.load(ordering: .relaxed) == 0 }
+            return idle
+        }
+        for pool in idle { pool.retire.continuation.finish() }
+    }
+
+    /// A connection of the monitor's own (1 s to connect), `SELECT 1`, closed.
+    private func probe(_ configuration: PostgresConnection.Configuration) async -> Bool {
+        var configuration = configuration
+        configuration.options.connectTimeout = .seconds(1)
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 0,
+                logger: Logger(label: "palletflow.db-probe", factory: { _ in SwiftLogNoOpLogHandler() }))
+        } catch {
+            return false
+        }
+        let answered = (try? await connection.query("SELECT 1", logger: logger).collect()) != nil
+        try? await connection.close()
+        return answered
+    }
+}
+
+extension DatabaseClient: Service {}
+
+private enum LeasePhase: Sendable, Equatable {
+    case waiting, leased, timedOut
+}
+
+private final class PhaseBox: Sendable {
+    let value = Mutex<LeasePhase>(.waiting)
+}
+
+private final class FlagBox: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
+/// The rows of `DatabaseClient.query`: streamed for a read, already read for a write.
+/// postgres-nio's `decode` works on it as on its own row sequence.
+public struct DatabaseRows: AsyncSequence, Sendable {
+    public typealias Element = PostgresRow
+    enum Source: Sendable {
+        case stream(PostgresRowSequence)
+        case buffered([PostgresRow])
+    }
+    let source: Source
+
+    public init(_ stream: PostgresRowSequence) { source = .stream(stream) }
+    public init(_ rows: [PostgresRow]) { source = .buffered(rows) }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        enum Base {
+            case stream(PostgresRowSequence.AsyncIterator)
+            case buffered(IndexingIterator<[PostgresRow]>)
+        }
+        var base: Base
+
+        public mutating func next() async throws -> PostgresRow? {
+            switch base {
+            case .stream(var iterator):
+                let row = try await iterator.next()
+                base = .stream(iterator)
+                return row
+            case .buffered(var iterator):
+                let row = iterator.next()
+                base = .buffered(iterator)
+                return row
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        switch source {
+        case .stream(let stream): AsyncIterator(base: .stream(stream.makeAsyncIterator()))
+        case .buffered(let rows): AsyncIterator(base: .buffered(rows.makeIterator()))
+        }
+    }
+
+    public func collect() async throws -> [PostgresRow] {
+        switch source {
+        case .stream(let stream): try await stream.collect()
+        case .buffered(let rows): rows
+        }
+    }
+}
+
+/// Carries a value the compiler cannot prove sendable across one task boundary, where it
+/// is used by one task at a time (the lease's child task, while its parent waits).
+private struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

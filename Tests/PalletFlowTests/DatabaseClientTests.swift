@@ -1,0 +1,71 @@
+import Foundation
+import Logging
+@testable import PalletFlowStore
+import PostgresNIO
+import Testing
+
+@Suite("Database client: bounded leases while the database is down, durable single-statement writes")
+struct DatabaseClientTests {
+    @Test("a database that cannot be reached fails a lease within its deadline, then at once once the probe knows")
+    func unreachable() async throws {
+        // A socket nobody listens on: postgres-nio alone would queue the lease until its
+        // circuit breaker trips (15 s).
+        let socket = "/tmp/pf-none-\(UUID().uuidString.prefix(8))/.s.PGSQL.5432"
+        let configuration = PostgresClient.Configuration(unixSocketPath: socket, username: "postgres", password: nil, database: "none")
+        let probe = PostgresConnection.Configuration(unixSocketPath: socket, username: "postgres", password: nil, database: "none")
+        let database = DatabaseClient(configuration: configuration, probe: probe, logger: TestDatabase.logger,
+                                      leaseTimeout: .seconds(1))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await database.run() }
+            let began = ContinuousClock.now
+            await #expect(throws: DatabaseUnavailable.self) {
+                _ = try await database.query("SELECT 1").collect()
+            }
+            #expect(began.duration(to: .now) < .seconds(4))
+            // The failed lease made the monitor probe (every 250 ms): it cannot connect, so
+            // the next leases fail without waiting.
+            try await Task.sleep(for: .milliseconds(800))
+            let again = ContinuousClock.now
+            await #expect(throws: DatabaseUnavailable.self) {
+                try await database.withConnection { _ in 1 }
+            }
+            await #expect(throws: DatabaseUnavailable.self) {
+                try await database.withTransaction(logger: TestDatabase.logger) { _ in 1 }
+            }
+            #expect(again.duration(to: .now) < .milliseconds(500))
+            group.cancelAll()
+        }
+    }
+
+    @Test("statements that write are recognised, reads are not")
+    func writeDetection() {
+        #expect(DatabaseClient.writes("UPDATE jobs SET state = 'done' WHERE id = $1"))
+        #expect(DatabaseClient.writes("insert into alerts (id) values ($1)"))
+        #expect(DatabaseClient.writes("WITH gone AS (DELETE FROM jobs WHERE x RETURNING 1) SELECT count(*) FROM gone"))
+        #expect(DatabaseClient.writes("SELECT id FROM jobs FOR UPDATE SKIP LOCKED"))  // harmless in a transaction
+        #expect(!DatabaseClient.writes("SELECT updated_at, deleted, inserted_by FROM movements"))
+        #expect(!DatabaseClient.writes("SELECT 1"))
+    }
+
+    @Test("a single-statement write returns its rows, read before it returns; its errors come out unwrapped")
+    func writesReturnTheirRows() async throws {
+        try await withFreshStore { store in
+            let created = try await store.createEcosystem(name: "Durable", shipperName: "Shipper", shipperPGLN: nil)
+            // Runs in its own transaction (BEGIN, the statement, COMMIT): its RETURNING rows
+            // are read inside it and handed back once COMMIT has completed.
+            var names: [String] = []
+            for try await name in try await store.client.query("""
+                UPDATE ecosystems SET name = name || ' network' WHERE id = \(created.ecosystem.id) RETURNING name
+                """).decode(String.self) {
+                names.append(name)
+            }
+            #expect(names == ["Durable network"])
+            #expect(try await store.ecosystem(created.ecosystem.id)?.name == "Durable network")
+            // A write's failure is the server's error, not a transaction wrapper.
+            await #expect(throws: PSQLError.self) {
+                try await store.client.query("UPDATE ecosystems SET name = NULL WHERE id = \(created.ecosystem.id)")
+            }
+            #expect(try await store.ecosystem(created.ecosystem.id)?.name == "Durable network")
+        }
+    }
+}

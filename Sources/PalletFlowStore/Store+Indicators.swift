@@ -77,40 +77,6 @@ extension Store {
         return nil
     }
 
-    /// New movements since the watermark: the relationships they touch and the earliest
-    /// day they touch, plus the new watermark. Reversals count on the day of what they reverse.
-    public func changesSince(ecosystem: UUID, shipper: UUID) async throws -> (pairs: [RelationshipKey: Int], lastSeq: Int64) {
-        // Writers hold this lock shared from before their sequence number is drawn until they
-        // commit; taking it exclusively for a moment means no write is in flight, so every
-        // movement up to max(seq) is committed (or rolled back) and none is skipped later.
-        let last: Int64 = try await transaction { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(ecosystem)::text, 7))", logger: logger)
-            var last: Int64 = 0
-            for try await seq in try await connection.query(
-                "SELECT coalesce(max(seq), 0)::int8 FROM movements WHERE ecosystem_id = \(ecosystem)", logger: logger).decode(Int64.self) {
-                last = seq
-            }
-            return last
-        }
-        var pairs: [RelationshipKey: Int] = [:]
-        for try await (partner, type, day) in try await client.query("""
-            SELECT p.partner, l.pallet_type_id,
-                   min(floor(extract(epoch FROM coalesce(o.event_time, m.event_time)) / 86400))::int8
-            FROM movements m
-            JOIN movement_lines l ON l.ecosystem_id = m.ecosystem_id AND l.movement_id = m.id
-            LEFT JOIN movements o ON o.ecosystem_id = m.ecosystem_id AND o.id = m.reverses_id
-            CROSS JOIN LATERAL (VALUES (m.from_party_id), (m.to_party_id), (m.declarer_id)) AS p(partner)
-            WHERE m.ecosystem_id = \(ecosystem)
-              AND m.seq > coalesce((SELECT last_seq FROM indicator_watermarks WHERE ecosystem_id = \(ecosystem)), 0)
-              AND m.seq <= \(last)
-              AND p.partner IS NOT NULL AND p.partner <> \(shipper)
-            GROUP BY 1, 2
-            """, logger: logger).decode((UUID, UUID, Int64).self) {
-            pairs[RelationshipKey(partner: partner, palletType: type)] = Int(day)
-        }
-        return (pairs, last)
-    }
-
     /// The facts of every shipper-partner relationship (or of the given partners), in one
     /// set-based query. Reversed movements and their reversals cancel out and are skipped.
     public func relationshipFacts(ecosystem: UUID, shipper: UUID, partners: [UUID]?) async throws -> [RelationshipKey: [RelationshipFact]] {

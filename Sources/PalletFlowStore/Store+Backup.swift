@@ -141,11 +141,17 @@ extension Store {
         else { throw BackupError.unreadable(line: 1, reason: "not a PalletFlow ecosystem backup (version 1)") }
         var rows: [String: [String]] = [:]
         var order: [String] = []
+        // The recording months the movements' ids name: their partitions are made first.
+        var recorded: (first: Int64, last: Int64)?
         for (index, line) in lines.enumerated().dropFirst() where !line.isEmpty {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let table = object["table"] as? String, let row = object["row"],
                   let data = try? JSONSerialization.data(withJSONObject: row)
             else { throw BackupError.unreadable(line: index + 1, reason: "expected {\"table\": ..., \"row\": {...}}") }
+            if table == "movements", let id = ((row as? [String: Any])?["id"] as? String).flatMap(UUID.init(uuidString:)),
+               let micros = recordingInstant(of: id)?.microsecondsSinceEpoch {
+                recorded = (min(recorded?.first ?? micros, micros), max(recorded?.last ?? micros, micros))
+            }
             if rows[table] == nil { order.append(table) }
             rows[table, default: []].append(String(decoding: data, as: UTF8.self))
         }
@@ -182,21 +188,10 @@ extension Store {
                     ORDER BY a.attnum
                     """, logger: logger).decode(String.self) { columns.append("\"\(name)\"") }
                 let list = columns.joined(separator: ", ")
-                if table == "movements", rows[table]?.isEmpty == false {
-                    // The months of the restored movements get their partitions first, or
-                    // they would all land in the default partition.
-                    var span: (Int64, Int64)?
-                    for try await (low, high) in try await connection.query("""
-                        SELECT (extract(epoch FROM min(movement_id_time(id))) * 1000000)::int8,
-                               (extract(epoch FROM max(movement_id_time(id))) * 1000000)::int8
-                        FROM json_populate_recordset(NULL::movements, \("[" + rows[table]!.joined(separator: ",") + "]")::json)
-                        WHERE substr(id::text, 15, 1) = '7'
-                        HAVING count(*) > 0
-                        """, logger: logger).decode((Int64, Int64).self) { span = (low, high) }
-                    if let span {
-                        _ = try await ensureLedgerPartitions(from: Instant(microsecondsSinceEpoch: span.0),
-                                                             through: Instant(microsecondsSinceEpoch: span.1), on: connection)
-                    }
+                if table == "movements", let recorded {
+                    // Without their months' partitions they would all land in the default one.
+                    _ = try await ensureLedgerPartitions(from: Instant(microsecondsSinceEpoch: recorded.first),
+                                                         through: Instant(microsecondsSinceEpoch: recorded.last), on: connection)
                 }
                 for chunk in stride(from: 0, to: rows[table]!.count, by: 500) {
                     let batch = "[" + rows[table]![chunk..<min(chunk + 500, rows[table]!.count)].joined(separator: ",") + "]"

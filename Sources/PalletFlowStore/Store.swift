@@ -134,3 +134,12 @@ public func newID(at instant: Date = Date()) -> UUID {
     bytes.8 = (bytes.8 & 0x3f) | 0x80
     return UUID(uuid: bytes)
 }
+
+/// The recording instant a time-ordered id from `newID` carries (SQL: movement_id_time);
+/// nil for ids of another version, which carry no time.
+public func recordingInstant(of id: UUID) -> Instant? {
+    let bytes = id.uuid
+    guard bytes.6 >> 4 == 7 else { return nil }
+    let millis = [bytes.0, bytes.1, bytes.2, bytes.3, bytes.4, bytes.5].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    return Instant(microsecondsSinceEpoch: millis * 1_000)
+}

@@ -44,6 +44,13 @@ struct PartitionTests {
     /// The UTC month start `months` away from the current one.
     func monthStart(_ months: Int) -> Date { Instant.now().utcMonthStart(adding: months).date }
 
+    @Test("a time-ordered id gives back the millisecond it was made for; other ids carry no time")
+    func idTime() {
+        let instant = Date(timeIntervalSince1970: 1_772_668_800.123)  // 2026-03-05T00:00:00.123Z
+        #expect(recordingInstant(of: newID(at: instant))?.microsecondsSinceEpoch == 1_772_668_800_123_000)
+        #expect(recordingInstant(of: UUID(uuidString: "5d41402a-bc4b-4a76-b971-9d911017c592")!) == nil)
+    }
+
     @Test("a movement, its lines and its entries live in the partition of the month it was recorded in; partitions refuse TRUNCATE")
     func placement() async throws {
         try await withFreshStore { store in

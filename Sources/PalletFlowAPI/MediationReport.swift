@@ -37,49 +37,64 @@ struct MediationReport: Sendable {
         let members = try await store.members(ecosystem: id)
         guard let shipper = members.first(where: { $0.role == .shipper }) else { throw StoreError.notFound("shipper") }
         let names = Dictionary(uniqueKeysWithValues: members.map { ($0.id, $0.name) })
-        let types = try await store.palletTypes(ecosystem: id)
-        let codes = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.code) })
-        let values = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.unitValueMinor) })
-        let funnel = try await store.funnel(ecosystem: id)
-        let charters = try await store.charters(ecosystem: id)
-        let evaluations = try await store.clauseEvaluations(ecosystem: id, member: nil)
+        // A partner reading the report sees its own figures and the shipper's, no other partner's.
+        let seen = members.filter { member in
+            session.participants.contains(member.id) && member.role != .shipper && member.role != .coordinator
+                && (caller.role.readsWholeEcosystem || member.id == caller.membership
+                    || session.participants.contains(caller.membership))
+        }
+        let partners = seen.map(\.id)
         // The previous period: as many months (or days) just before this one.
         let length = session.periodEndDay - session.periodStartDay
         let previousStart = PeriodKind.month.start(of: session.periodStartDay) == session.periodStartDay
             ? PeriodKind.month.start(of: session.periodStartDay - max(1, length - 3)) : session.periodStartDay - length
-        let thisPeriod = try await store.monthTotals(ecosystem: id, startDay: session.periodStartDay, endDay: session.periodEndDay)
-        let previous = try await store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay)
-        let trend = try await store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366, endDay: session.periodEndDay)
-        var toDate: [UUID: [Int64]] = [:]
-        for row in try await store.indicators(ecosystem: id, partner: nil, palletType: nil, period: "to_date", fromDay: nil, untilDay: nil) {
-            var buckets = toDate[row.key.partner] ?? [0, 0, 0, 0]
-            buckets[0] += row.figures.aging0to30
-            buckets[1] += row.figures.aging31to60
-            buckets[2] += row.figures.aging61to90
-            buckets[3] += row.figures.aging90plus
-            toDate[row.key.partner] = buckets
+        // Independent reads, sent together on the pool's connections; the indicator reads are
+        // restricted to the participants, so the report costs what their facts cost, not
+        // what the whole ecosystem's do (docs/performance.md, B6).
+        async let typesRead = store.palletTypes(ecosystem: id)
+        async let funnelRead = store.funnel(ecosystem: id)
+        async let chartersRead = store.charters(ecosystem: id)
+        async let evaluationsRead = store.clauseEvaluations(ecosystem: id, members: partners)
+        async let thisPeriodRead = store.monthTotals(ecosystem: id, startDay: session.periodStartDay,
+                                                     endDay: session.periodEndDay, partners: partners)
+        async let previousRead = store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay,
+                                                   partners: partners)
+        async let trendRead = store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366,
+                                                endDay: session.periodEndDay, partners: partners)
+        async let agingRead = store.agingToDate(ecosystem: id, partners: partners)
+        async let actionsRead = store.actions(ecosystem: id, session: session.id)
+        let previousSession = session.previousSession
+        async let previousActionsRead: [ActionRecord] = {
+            guard let previousSession else { return [] }
+            return try await store.actions(ecosystem: id, session: previousSession)
+        }()
+        async let factsRead = withThrowingTaskGroup(of: (UUID, ParticipantFacts).self) { group in
+            for partner in partners {
+                group.addTask { (partner, try await ParticipantFacts.read(store: store, ecosystem: id, party: partner)) }
+            }
+            var facts: [UUID: ParticipantFacts] = [:]
+            while let (partner, read) = try await group.next() { facts[partner] = read }
+            return facts
         }
+        let types = try await typesRead
+        let codes = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.code) })
+        let values = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.unitValueMinor) })
+        let (funnel, charters, evaluations) = try await (funnelRead, chartersRead, evaluationsRead)
+        let (thisPeriod, previous, trend, toDate) = try await (thisPeriodRead, previousRead, trendRead, agingRead)
+        let facts = try await factsRead
+        let charter = charters.last { $0.status == "published" }
         var participants: [Participant] = []
-        for member in members where session.participants.contains(member.id) && member.role != .shipper && member.role != .coordinator {
-            // A partner reading the report sees its own figures and the shipper's, no other partner's.
-            guard caller.role.readsWholeEcosystem || member.id == caller.membership
-                || session.participants.contains(caller.membership) else { continue }
-            // Read per participant, so the report costs what the participants' own facts cost,
-            // not what the whole ecosystem's do (docs/performance.md, B6).
-            let balances = try await store.balances(ecosystem: id, classes: [.owed], party: member.id, asOf: nil)
-            let notes = try await store.palletNotes(ecosystem: id, party: member.id)
-            let discrepancies = try await store.discrepancies(ecosystem: id, openOnly: true, party: member.id)
-            let disputed = try await store.movements(ecosystem: id, ids: discrepancies.map(\.movement))
+        for member in seen {
+            guard let read = facts[member.id] else { continue }
             var owed: [UUID: (Int64, Int64)] = [:]
-            for balance in balances where balance.key.party == member.id && balance.key.counterparty == shipper.id {
+            for balance in read.balances where balance.key.party == member.id && balance.key.counterparty == shipper.id {
                 let previous = owed[balance.key.palletType] ?? (0, 0)
                 owed[balance.key.palletType] = (previous.0 + balance.confirmed, previous.1 + balance.pending)
             }
-            let open: [(DiscrepancyRecord, PostedMovement)] = discrepancies.compactMap { discrepancy in
-                guard let movement = disputed[discrepancy.movement], movement.involves(member.id) else { return nil }
+            let open: [(DiscrepancyRecord, PostedMovement)] = read.discrepancies.compactMap { discrepancy in
+                guard let movement = read.disputed[discrepancy.movement], movement.involves(member.id) else { return nil }
                 return (discrepancy, movement)
             }
-            let charter = charters.last { $0.status == "published" }
             let latest = Dictionary(
                 evaluations.filter { $0.member == member.id && $0.version == charter?.id }.map { ($0.clause, $0) },
                 uniquingKeysWith: { $0.periodStartDay >= $1.periodStartDay ? $0 : $1 })
@@ -87,7 +102,7 @@ struct MediationReport: Sendable {
                 member: member, stage: funnel.first { $0.member == member.id }?.stage,
                 balances: owed.map { (codes[$0.key] ?? "?", $0.value.0, $0.value.1) }.sorted { $0.code < $1.code },
                 openDiscrepancies: open,
-                overdueNotes: notes.filter { $0.issuer == member.id && $0.state == .overdue }.map { note in
+                overdueNotes: read.notes.filter { $0.issuer == member.id && $0.state == .overdue }.map { note in
                     let unit: Int64? = values[note.palletType] ?? nil
                     return (note: note, valueMinor: unit.map { $0 * note.outstanding })
                 },
@@ -99,11 +114,27 @@ struct MediationReport: Sendable {
                     return (clause, evaluation.result, evaluation.measured, evaluation.periodStartDay)
                 }))
         }
-        var previousActions: [ActionRecord] = []
-        if let previous = session.previousSession { previousActions = try await store.actions(ecosystem: id, session: previous) }
         return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
-                               previousActions: previousActions, actions: try await store.actions(ecosystem: id, session: session.id),
+                               previousActions: try await previousActionsRead, actions: try await actionsRead,
                                memberNames: names, typeCodes: codes, generatedAt: .now())
+    }
+
+    /// What the report reads about one participant from the ledger: its balances, the pallet
+    /// notes it is party to, its open discrepancies and the movements they contest.
+    struct ParticipantFacts: Sendable {
+        var balances: [AccountBalance]
+        var notes: [PalletNoteRecord]
+        var discrepancies: [DiscrepancyRecord]
+        var disputed: [UUID: PostedMovement]
+
+        static func read(store: Store, ecosystem: UUID, party: UUID) async throws -> ParticipantFacts {
+            async let balances = store.balances(ecosystem: ecosystem, classes: [.owed], party: party, asOf: nil)
+            async let notes = store.palletNotes(ecosystem: ecosystem, party: party)
+            let discrepancies = try await store.discrepancies(ecosystem: ecosystem, openOnly: true, party: party)
+            async let disputed = store.movements(ecosystem: ecosystem, ids: discrepancies.map(\.movement))
+            return ParticipantFacts(balances: try await balances, notes: try await notes, discrepancies: discrepancies,
+                                    disputed: try await disputed)
+        }
     }
 
     // MARK: Renderings

@@ -356,12 +356,16 @@ extension Store {
     }
 
     public func clauseEvaluations(ecosystem: UUID, member: UUID?) async throws -> [ClauseEvaluation] {
-        let none = noneID
+        try await clauseEvaluations(ecosystem: ecosystem, members: member.map { [$0] })
+    }
+
+    /// The evaluations of `members` only, or of every member when nil.
+    public func clauseEvaluations(ecosystem: UUID, members: [UUID]?) async throws -> [ClauseEvaluation] {
         var result: [ClauseEvaluation] = []
         for try await (version, clause, owner, day, outcome, measured) in try await client.query("""
             SELECT version_id, clause_no, membership_id, (period_start - date '1970-01-01')::int8, result, measured
             FROM clause_evaluations WHERE ecosystem_id = \(ecosystem)
-              AND (\(member ?? none) = \(none) OR membership_id = \(member ?? none))
+              AND (\(members == nil) OR membership_id = ANY(\(members ?? [])::uuid[]))
             ORDER BY period_start, membership_id, clause_no
             """, logger: logger).decode((UUID, Int, UUID, Int64, String, Double?).self) {
             result.append(ClauseEvaluation(version: version, clause: clause, member: owner, periodStartDay: Int(day),

@@ -129,7 +129,12 @@ extension Store {
 
 extension Store {
     /// Month rows summed per partner over [startDay, endDay), and per month for trends.
-    public func monthTotals(ecosystem: UUID, startDay: Int, endDay: Int) async throws -> [UUID: [Int: PeriodTotals]] {
+    /// Month figures per partner, summed over pallet types, for the months starting in
+    /// [startDay, endDay). Only `partners` when given (the report reads its participants'
+    /// rows through the primary key, not the whole ecosystem's).
+    public func monthTotals(ecosystem: UUID, startDay: Int, endDay: Int, partners: [UUID]? = nil) async throws
+        -> [UUID: [Int: PeriodTotals]]
+    {
         var result: [UUID: [Int: PeriodTotals]] = [:]
         for try await row in try await client.query("""
             SELECT partner_id, (period_start - date '1970-01-01')::int8, sum(issued)::int8,
@@ -140,6 +145,7 @@ extension Store {
                    coalesce(sum(spot_returned + later_returned) FILTER (WHERE rotation_average_days IS NOT NULL), 0)::int8
             FROM indicators
             WHERE ecosystem_id = \(ecosystem) AND period = 'month'
+              AND (\(partners == nil) OR partner_id = ANY(\(partners ?? [])::uuid[]))
               AND period_start >= date '1970-01-01' + \(Int32(startDay)) AND period_start < date '1970-01-01' + \(Int32(endDay))
             GROUP BY 1, 2
             """, logger: logger) {
@@ -148,6 +154,24 @@ extension Store {
             result[partner, default: [:]][Int(day)] = PeriodTotals(
                 issued: issued, returned: returned, outstanding: outstanding, losses: losses, declarations: declarations,
                 declaredWithin24h: within, contested: contested, rotationWeighted: rotation, rotationPallets: rotationPallets)
+        }
+        return result
+    }
+}
+
+extension Store {
+    /// The to-date aging buckets (0-30, 31-60, 61-90, 90+ days) of each of `partners`,
+    /// summed over pallet types.
+    public func agingToDate(ecosystem: UUID, partners: [UUID]) async throws -> [UUID: [Int64]] {
+        var result: [UUID: [Int64]] = [:]
+        guard !partners.isEmpty else { return result }
+        for try await (partner, a, b, c, d) in try await client.query("""
+            SELECT partner_id, sum(aging_0_30)::int8, sum(aging_31_60)::int8, sum(aging_61_90)::int8, sum(aging_90_plus)::int8
+            FROM indicators
+            WHERE ecosystem_id = \(ecosystem) AND partner_id = ANY(\(partners)::uuid[]) AND period = 'to_date'
+            GROUP BY partner_id
+            """, logger: logger).decode((UUID, Int64, Int64, Int64, Int64).self) {
+            result[partner] = [a, b, c, d]
         }
         return result
     }

@@ -177,6 +177,19 @@ struct CooperationTests {
             #expect(carrier["openDiscrepancies"] as? Int == 1)
             #expect(carrier["issued"] as? Int == 30)
             #expect(carrier["returned"] as? Int == 22)
+            // The report reads the indicators of its participants only: the carrier's 8 pallets
+            // out since the pickup two days ago age in the 0-30 days bucket; the other carrier,
+            // not a participant, is not read.
+            let aging = try await store.agingToDate(ecosystem: fixture.ecosystem, partners: [fixture.carrier.id])
+            #expect(aging == [fixture.carrier.id: [8, 0, 0, 0]])
+            let totals = try await store.monthTotals(ecosystem: fixture.ecosystem, startDay: PeriodKind.month.start(of: today - 2),
+                                                     endDay: today + 1, partners: [fixture.carrier.id, fixture.otherCarrier.id])
+            #expect(Set(totals.keys) == [fixture.carrier.id])
+            // (The customer has figures of its own, left out above since it was not asked for.)
+            #expect(try await store.monthTotals(ecosystem: fixture.ecosystem, startDay: PeriodKind.month.start(of: today - 2),
+                                                endDay: today + 1).keys.contains(fixture.customer.id))
+            #expect(PeriodTotals.combine(totals[fixture.carrier.id] ?? [:])?.issued == 30)
+            #expect(PeriodTotals.combine(totals[fixture.carrier.id] ?? [:])?.returned == 22)
             let html = try await api.request(.get, "\(base)/report", token: fixture.coordinator.token, headers: ["Accept": "text/html"])
             #expect(html.status == .ok)
             #expect(html.text.contains("<svg"))

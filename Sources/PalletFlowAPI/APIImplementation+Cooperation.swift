@@ -96,7 +96,7 @@ extension APIImplementation {
     }
 
     func visibleCharter(_ caller: Caller, _ id: String) async throws -> CharterVersionRecord {
-        guard let id = UUID(uuidString: id), let record = try await store.charters(ecosystem: caller.ecosystem).first(where: { $0.id == id }),
+        guard let id = UUID(parsing: id), let record = try await store.charters(ecosystem: caller.ecosystem).first(where: { $0.id == id }),
               caller.role.administersEcosystem || record.status == "published"
         else { throw Problem.notFound("charter") }
         return record
@@ -144,7 +144,7 @@ extension APIImplementation {
 
     /// A session the caller may see (mediators, or a participant), or 404.
     func visibleSession(_ caller: Caller, _ id: String) async throws -> SessionRecord {
-        guard let id = UUID(uuidString: id), let session = try await store.session(ecosystem: caller.ecosystem, id: id),
+        guard let id = UUID(parsing: id), let session = try await store.session(ecosystem: caller.ecosystem, id: id),
               caller.role.readsWholeEcosystem || session.participants.contains(caller.membership)
         else { throw Problem.notFound("session") }
         return session
@@ -257,7 +257,7 @@ extension APIImplementation {
     func updateSessionAction(_ input: Operations.UpdateSessionAction.Input) async throws -> Operations.UpdateSessionAction.Output {
         let caller = try caller(in: input.path.ecosystemId)
         let session = try await visibleSession(caller, input.path.sessionId)
-        guard let id = UUID(uuidString: input.path.actionId),
+        guard let id = UUID(parsing: input.path.actionId),
               let action = try await store.actions(ecosystem: caller.ecosystem, session: session.id).first(where: { $0.id == id })
         else { throw Problem.notFound("action") }
         guard caller.role == .coordinator || caller.role == .shipper || action.owner == caller.membership else {

@@ -131,7 +131,7 @@ extension APIImplementation {
         var check = Validator()
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
         check.check(!name.isEmpty && name.unicodeScalars.count <= 200, "name", "must be 1 to 200 characters")
-        let member = UUID(uuidString: body.memberId)
+        let member = UUID(parsing: body.memberId)
         var visible: MemberRecord?
         if let member {
             visible = try await visibleMembers(caller).first { $0.id == member }

@@ -17,7 +17,7 @@ extension APIImplementation {
         var check = Validator()
         var partner: UUID?
         if let text = input.query.partner {
-            partner = UUID(uuidString: text)
+            partner = UUID(parsing: text)
             if partner == nil { check.add("partner", "must be a member id") }
         }
         var type: UUID?
@@ -102,7 +102,7 @@ extension APIImplementation {
 
     func acknowledgeAlert(_ input: Operations.AcknowledgeAlert.Input) async throws -> Operations.AcknowledgeAlert.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let id = UUID(uuidString: input.path.alertId), let alert = try await store.alert(ecosystem: caller.ecosystem, id: id),
+        guard let id = UUID(parsing: input.path.alertId), let alert = try await store.alert(ecosystem: caller.ecosystem, id: id),
               caller.role.readsWholeEcosystem || alert.partner == caller.membership
         else { throw Problem.notFound("alert") }
         try requireReader(caller, "Acknowledging alerts")
@@ -157,7 +157,7 @@ extension APIImplementation {
 
     func removeWebhook(_ input: Operations.RemoveWebhook.Input) async throws -> Operations.RemoveWebhook.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let id = UUID(uuidString: input.path.webhookId) else { throw Problem.notFound("webhook") }
+        guard let id = UUID(parsing: input.path.webhookId) else { throw Problem.notFound("webhook") }
         try requireShipper(caller, "manage webhooks")
         try await store.removeWebhook(ecosystem: caller.ecosystem, id: id, by: caller.membership)
         return .noContent(.init())

@@ -35,7 +35,7 @@ extension APIImplementation {
 
     func assignKit(_ input: Operations.AssignKit.Input) async throws -> Operations.AssignKit.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let kitID = UUID(uuidString: input.path.kitId),
+        guard let kitID = UUID(parsing: input.path.kitId),
               try await store.kits(ecosystem: caller.ecosystem).contains(where: { $0.id == kitID })
         else { throw Problem.notFound("kit") }
         try requireShipper(caller, "assign kits")
@@ -59,7 +59,7 @@ extension APIImplementation {
 
     func recordKitProgress(_ input: Operations.RecordKitProgress.Input) async throws -> Operations.RecordKitProgress.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let id = UUID(uuidString: input.path.assignmentId),
+        guard let id = UUID(parsing: input.path.assignmentId),
               let assignment = try await store.kitAssignments(ecosystem: caller.ecosystem, member: nil).first(where: { $0.id == id }),
               caller.role.readsWholeEcosystem || assignment.member == caller.membership
         else { throw Problem.notFound("kit assignment") }
@@ -89,7 +89,7 @@ extension APIImplementation {
 
     func answerWorkStatement(_ input: Operations.AnswerWorkStatement.Input) async throws -> Operations.AnswerWorkStatement.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let id = UUID(uuidString: input.path.statementId),
+        guard let id = UUID(parsing: input.path.statementId),
               let statement = try await store.workStatements(ecosystem: caller.ecosystem, member: nil).first(where: { $0.id == id }),
               caller.role.readsWholeEcosystem || statement.member == caller.membership
         else { throw Problem.notFound("work statement") }

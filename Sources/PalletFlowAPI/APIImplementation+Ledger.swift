@@ -123,8 +123,8 @@ extension APIImplementation {
         }
         func side(_ side: Components.Schemas.PartyAtSite?) -> PartyAtSite? {
             guard let side else { return nil }
-            let party = UUID(uuidString: side.partyId) ?? directory.member(side.partyId)?.id ?? UUID()
-            let site = side.siteId.map { UUID(uuidString: $0) ?? directory.site($0)?.id ?? UUID() }
+            let party = UUID(parsing: side.partyId) ?? directory.member(side.partyId)?.id ?? UUID()
+            let site = side.siteId.map { UUID(parsing: $0) ?? directory.site($0)?.id ?? UUID() }
             return PartyAtSite(party: party, site: site)
         }
         let lines = body.lines.map { line in
@@ -258,7 +258,7 @@ extension APIImplementation {
         var check = Validator()
         var filter = MovementFilter(visibleTo: caller.role.readsWholeEcosystem ? nil : caller.membership)
         if let party {
-            if let id = UUID(uuidString: party) { filter.party = id } else { check.add("party", "must be a member id") }
+            if let id = UUID(parsing: party) { filter.party = id } else { check.add("party", "must be a member id") }
         }
         if let from {
             if let instant = Instant.parse(from) { filter.from = instant } else { check.add("from", "must be an RFC 3339 instant") }
@@ -276,7 +276,7 @@ extension APIImplementation {
         var filter = try movementFilter(caller, party: input.query.party, from: input.query.from, until: input.query.until)
         var check = Validator()
         if let site = input.query.site {
-            if let id = UUID(uuidString: site) { filter.site = id } else { check.add("site", "must be a site id") }
+            if let id = UUID(parsing: site) { filter.site = id } else { check.add("site", "must be a site id") }
         }
         if let type = input.query.palletType {
             if let found = directory.palletType(type) { filter.palletType = found.id } else {
@@ -303,7 +303,7 @@ extension APIImplementation {
 
     /// A movement the caller may see, or 404.
     func visibleMovement(_ caller: Caller, _ id: String) async throws -> PostedMovement {
-        guard let id = UUID(uuidString: id), let movement = try await store.movement(ecosystem: caller.ecosystem, id: id),
+        guard let id = UUID(parsing: id), let movement = try await store.movement(ecosystem: caller.ecosystem, id: id),
               caller.role.readsWholeEcosystem || movement.involves(caller.membership)
         else { throw Problem.notFound("movement") }
         return movement
@@ -415,7 +415,7 @@ extension APIImplementation {
         var check = Validator()
         var party: UUID?
         if let text = input.query.party {
-            party = UUID(uuidString: text)
+            party = UUID(parsing: text)
             if party == nil { check.add("party", "must be a member id") }
         }
         var asOf: Instant?

@@ -6,7 +6,7 @@ import PalletFlowStore
 extension APIImplementation {
     /// A note the caller may see (issuer, holder, shipper, coordinator), or 404.
     func visibleNote(_ caller: Caller, _ id: String) async throws -> PalletNoteRecord {
-        guard let id = UUID(uuidString: id), let note = try await store.palletNote(ecosystem: caller.ecosystem, id: id),
+        guard let id = UUID(parsing: id), let note = try await store.palletNote(ecosystem: caller.ecosystem, id: id),
               caller.role.readsWholeEcosystem || note.issuer == caller.membership || note.holder == caller.membership
         else { throw Problem.notFound("pallet note") }
         return note
@@ -16,7 +16,7 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         var party: UUID?
         if let text = input.query.party {
-            guard let id = UUID(uuidString: text) else { throw Problem.validation([FieldError("party", "must be a member id")]) }
+            guard let id = UUID(parsing: text) else { throw Problem.validation([FieldError("party", "must be a member id")]) }
             party = id
         }
         if !caller.role.readsWholeEcosystem {
@@ -77,7 +77,7 @@ extension APIImplementation {
                     "must be between 1 and \(DeclarationLimits.quantityMax)")
         var movementID: UUID?
         if let text = body.movementId {
-            if let id = UUID(uuidString: text), let movement = try await store.movement(ecosystem: caller.ecosystem, id: id),
+            if let id = UUID(parsing: text), let movement = try await store.movement(ecosystem: caller.ecosystem, id: id),
                movement.kind == .return || movement.kind == .transfer || movement.kind == .delivery || movement.kind == .pickup {
                 movementID = movement.id
             } else {
@@ -113,7 +113,7 @@ extension APIImplementation {
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         var check = Validator()
         // Like an id in the path: a member of another ecosystem is simply not found.
-        guard let partyID = UUID(uuidString: party), directory.members[partyID] != nil else { throw Problem.notFound("member") }
+        guard let partyID = UUID(parsing: party), directory.members[partyID] != nil else { throw Problem.notFound("member") }
         let shipper = directory.members.values.first { $0.role == .shipper }?.id
         let counterpartyID = counterparty.flatMap(UUID.init(uuidString:)) ?? (counterparty == nil ? shipper : nil)
         guard let counterpartyID, directory.members[counterpartyID] != nil else { throw Problem.notFound("member") }

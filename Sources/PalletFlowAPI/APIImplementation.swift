@@ -27,7 +27,7 @@ struct APIImplementation: APIProtocol {
     /// The caller, if the path's ecosystem is its own; another ecosystem answers 404.
     func caller(in ecosystemID: String) throws -> Caller {
         let caller = try caller()
-        guard let id = UUID(uuidString: ecosystemID), id == caller.ecosystem else {
+        guard let id = UUID(parsing: ecosystemID), id == caller.ecosystem else {
             throw Problem.notFound("ecosystem")
         }
         return caller
@@ -49,7 +49,7 @@ struct APIImplementation: APIProtocol {
     }
 
     func uuid(_ text: String, _ what: String) throws -> UUID {
-        guard let id = UUID(uuidString: text) else { throw Problem.notFound(what) }
+        guard let id = UUID(parsing: text) else { throw Problem.notFound(what) }
         return id
     }
 

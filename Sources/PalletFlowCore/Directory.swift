@@ -69,19 +69,19 @@ public struct Directory: Sendable {
 
     /// A pallet type by id or by code.
     public func palletType(_ reference: String) -> PalletType? {
-        if let id = UUID(uuidString: reference), let type = palletTypes[id] { return type }
+        if let id = UUID(parsing: reference), let type = palletTypes[id] { return type }
         return palletTypes.values.first { $0.code.caseInsensitiveCompare(reference) == .orderedSame }
     }
 
     /// A member by id or by GS1 PGLN.
     public func member(_ reference: String) -> Member? {
-        if let id = UUID(uuidString: reference) { return members[id] }
+        if let id = UUID(parsing: reference) { return members[id] }
         return members.values.first { $0.pgln == reference }
     }
 
     /// A site by id or by SGLN.
     public func site(_ reference: String) -> Site? {
-        if let id = UUID(uuidString: reference) { return sites[id] }
+        if let id = UUID(parsing: reference) { return sites[id] }
         return sites.values.first { $0.sgln == reference }
     }
 }

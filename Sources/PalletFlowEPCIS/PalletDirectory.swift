@@ -29,21 +29,21 @@ public struct PalletDirectory: Sendable {
     }
 
     public func palletType(forClass text: String) -> PalletType? {
-        if let id = text.dropPrefix(Self.palletTypeURNPrefix).flatMap({ UUID(uuidString: String($0)) }) {
+        if let id = text.dropPrefix(Self.palletTypeURNPrefix).flatMap({ UUID(parsing: String($0)) }) {
             return directory.palletTypes[id]
         }
         return GS1Key.graiClass(text).flatMap { palletTypes[$0] }.flatMap { directory.palletTypes[$0] }
     }
 
     public func member(_ text: String) -> Member? {
-        if let id = text.dropPrefix(Self.partyURNPrefix).flatMap({ UUID(uuidString: String($0)) }) {
+        if let id = text.dropPrefix(Self.partyURNPrefix).flatMap({ UUID(parsing: String($0)) }) {
             return directory.members[id]
         }
         return GS1Key.party(text).flatMap { parties[$0] }.flatMap { directory.members[$0] }
     }
 
     public func site(_ text: String) -> Site? {
-        if let id = text.dropPrefix(Self.siteURNPrefix).flatMap({ UUID(uuidString: String($0)) }) {
+        if let id = text.dropPrefix(Self.siteURNPrefix).flatMap({ UUID(parsing: String($0)) }) {
             return directory.sites[id]
         }
         return GS1Key.location(text).flatMap { locations[$0] }.flatMap { directory.sites[$0] }

@@ -122,7 +122,11 @@ public struct TokenRecord: Sendable, Hashable {
 /// movement's id says which monthly ledger partition holds it (sql/0009). `at` is the
 /// recording instant; only tools that record history after the fact (the demo) pass it.
 public func newID(at instant: Date = Date()) -> UUID {
-    var bytes = UUID().uuid
+    // Version 7: 48 bits of milliseconds, then random bits (from the pool, not one system
+    // call per id).
+    let random = RandomPool.bytes(10)
+    var bytes: uuid_t = (0, 0, 0, 0, 0, 0, random[0], random[1], random[2], random[3], random[4], random[5],
+                         random[6], random[7], random[8], random[9])
     let millis = UInt64(max(0, instant.timeIntervalSince1970) * 1000)
     bytes.0 = UInt8((millis >> 40) & 0xff)
     bytes.1 = UInt8((millis >> 32) & 0xff)

@@ -148,8 +148,8 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The token's id (GET /members/{id}/tokens lists them).") var token: String
 
         func run() async throws {
-            guard let ecosystemID = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
-            guard let tokenID = UUID(uuidString: token) else { throw ValidationError("--token must be a UUID") }
+            guard let ecosystemID = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+            guard let tokenID = UUID(parsing: token) else { throw ValidationError("--token must be a UUID") }
             do {
                 let (record, secret) = try await database.withStore { store in
                     try await store.rotateToken(ecosystem: ecosystemID, token: tokenID, by: nil)
@@ -170,8 +170,8 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "A name to recognise the token by.") var name = "cli"
 
         func run() async throws {
-            guard let ecosystemID = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
-            guard let memberID = UUID(uuidString: member) else { throw ValidationError("--member must be a UUID") }
+            guard let ecosystemID = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+            guard let memberID = UUID(parsing: member) else { throw ValidationError("--member must be a UUID") }
             let name = name
             do {
                 let (_, secret) = try await database.withStore { store in
@@ -200,7 +200,7 @@ struct LedgerCommand: AsyncParsableCommand {
         func run() async throws {
             var scope: UUID?
             if let ecosystem {
-                guard let id = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+                guard let id = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
                 scope = id
             }
             let chosen = scope
@@ -234,7 +234,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let chosen = try ecosystem.map { text -> UUID in
-                guard let id = UUID(uuidString: text) else { throw ValidationError("--ecosystem must be a UUID") }
+                guard let id = UUID(parsing: text) else { throw ValidationError("--ecosystem must be a UUID") }
                 return id
             }
             try await database.withStore { store in
@@ -259,7 +259,7 @@ struct IndicatorsCommand: AsyncParsableCommand {
         func run() async throws {
             var scope: UUID?
             if let ecosystem {
-                guard let id = UUID(uuidString: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+                guard let id = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
                 scope = id
             }
             let chosen = scope
@@ -316,11 +316,11 @@ struct Backup: AsyncParsableCommand {
     @Option(help: "File to write (standard output when absent).") var output: String?
 
     func validate() throws {
-        if UUID(uuidString: ecosystem) == nil { throw ValidationError("--ecosystem must be an ecosystem id (a UUID)") }
+        if UUID(parsing: ecosystem) == nil { throw ValidationError("--ecosystem must be an ecosystem id (a UUID)") }
     }
 
     func run() async throws {
-        let id = UUID(uuidString: ecosystem)!
+        let id = UUID(parsing: ecosystem)!
         let path = output
         if let path { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try path.map { try FileHandle(forWritingTo: URL(fileURLWithPath: $0)) } ?? FileHandle.standardOutput

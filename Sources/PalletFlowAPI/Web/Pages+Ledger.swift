@@ -297,11 +297,11 @@ extension WebApp {
         // The API has already kept the discrepancies this caller may see; their movements
         // come in one query.
         let disputed = try await api.store.movements(
-            ecosystem: page.caller.ecosystem, ids: discrepancies.compactMap { UUID(uuidString: $0.movementId) })
-        let partnerID = UUID(uuidString: member.id)
+            ecosystem: page.caller.ecosystem, ids: discrepancies.compactMap { UUID(parsing: $0.movementId) })
+        let partnerID = UUID(parsing: member.id)
         let concerning = discrepancies.filter { item in
             item.contestedBy == member.id.lowercased()
-                || (partnerID.flatMap { id in UUID(uuidString: item.movementId).flatMap { disputed[$0] }?.involves(id) } ?? false)
+                || (partnerID.flatMap { id in UUID(parsing: item.movementId).flatMap { disputed[$0] }?.involves(id) } ?? false)
         }
         body += "<h2>\(esc(t("Open discrepancies")))</h2>" + discrepancyTable(page, concerning, members: members)
 

@@ -84,6 +84,10 @@ func withFreshStore<Result: Sendable>(_ body: @Sendable (Store) async throws -> 
     let settings = try await TestDatabase.shared.freshDatabase()
     let runtime = DatabaseRuntime(settings: settings, cluster: nil)
     return try await runtime.withClient(logger: TestDatabase.logger) { client in
-        try await body(Store(client: client, logger: TestDatabase.logger))
+        // A longer lease deadline than the daemon's 2 s: the tests run in parallel beside
+        // each other's clusters, and on a busy 2-core machine a new connection can take
+        // longer than that. The deadline itself is tested in DatabaseClientTests.
+        try await body(Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
+                             logger: TestDatabase.logger))
     }
 }

@@ -6,6 +6,7 @@ import PalletFlowAPI
 import PalletFlowDemo
 import PalletFlowStore
 import PalletFlowWorker
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 
@@ -77,6 +78,15 @@ struct Palletflowd: AsyncParsableCommand {
         if (certificatePath == nil) != (keyPath == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together: give both to serve HTTPS, or neither for HTTP.")
         }
+    }
+
+    /// Swift concurrency's jobs run on NIO's event loops, the threads that already do the
+    /// HTTP and PostgreSQL I/O, instead of a pool of their own: a declaration no longer hops
+    /// between the two pools (a wake-up through an eventfd and a context switch each time),
+    /// which on two cores cost CPU and added to the tail latency (docs/performance.md).
+    static func main() async {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        await main(nil)
     }
 
     func run() async throws {

@@ -210,9 +210,11 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let session = try await visibleSession(caller, input.path.sessionId)
         guard let ecosystem = try await store.ecosystem(caller.ecosystem) else { throw Problem.notFound("ecosystem") }
-        let report = try await MediationReport.build(store: readStore, ecosystem: ecosystem, session: session, visibleTo: caller)
         let accepts = input.headers.accept.map(\.contentType)
-        if accepts.contains(.html) && !accepts.contains(.json) { return .ok(.init(body: .html(.init(report.html)))) }
+        let html = accepts.contains(.html) && !accepts.contains(.json)
+        let report = try await MediationReport.build(store: readStore, ecosystem: ecosystem, session: session, visibleTo: caller,
+                                                     listingDiscrepancies: html)
+        if html { return .ok(.init(body: .html(.init(report.html)))) }
         if accepts.contains(.csv) && !accepts.contains(.json) { return .ok(.init(body: .csv(.init(report.csv)))) }
         return .ok(.init(body: .json(.init(
             session: sessionOutput(session),
@@ -226,7 +228,7 @@ extension APIImplementation {
                       lossRate: participant.current?.measure(.lossRate), previousLossRate: participant.previous?.measure(.lossRate),
                       rotationAverageDays: participant.current?.measure(.rotationAverageDays),
                       previousRotationAverageDays: participant.previous?.measure(.rotationAverageDays),
-                      openDiscrepancies: participant.openDiscrepancies.count, overdueNotes: participant.overdueNotes.count,
+                      openDiscrepancies: participant.openDiscrepancyCount, overdueNotes: participant.overdueNotes.count,
                       overdueNotesValueMinor: participant.overdueNotes.reduce(Int64(0)) { $0 + ($1.valueMinor ?? 0) },
                       compliance: participant.compliance.map { .init(clause: $0.clause.number, result: $0.result.rawValue, measured: $0.measured) })
             },

@@ -10,7 +10,9 @@ struct MediationReport: Sendable {
         var stage: FunnelStage?
         /// Per pallet type code: what the participant owes the shipper, confirmed and pending.
         var balances: [(code: String, confirmed: Int64, pending: Int64)]
+        /// Listed only for the HTML report; the JSON and CSV reports give the count.
         var openDiscrepancies: [(discrepancy: DiscrepancyRecord, movement: PostedMovement)]
+        var openDiscrepancyCount: Int
         var overdueNotes: [(note: PalletNoteRecord, valueMinor: Int64?)]
         var current: PeriodTotals?
         var previous: PeriodTotals?
@@ -30,8 +32,11 @@ struct MediationReport: Sendable {
     var typeCodes: [UUID: String]
     var generatedAt: Instant
 
-    static func build(store: Store, ecosystem: EcosystemRecord, session: SessionRecord, visibleTo caller: Caller) async throws
-        -> MediationReport
+    /// `listingDiscrepancies`: read each open discrepancy and the movement it contests (the
+    /// HTML report lists them); otherwise only count them, in SQL (a busy carrier may have
+    /// thousands).
+    static func build(store: Store, ecosystem: EcosystemRecord, session: SessionRecord, visibleTo caller: Caller,
+                      listingDiscrepancies: Bool) async throws -> MediationReport
     {
         let id = ecosystem.id
         let members = try await store.members(ecosystem: id)
@@ -70,7 +75,10 @@ struct MediationReport: Sendable {
         }()
         async let factsRead = withThrowingTaskGroup(of: (UUID, ParticipantFacts).self) { group in
             for partner in partners {
-                group.addTask { (partner, try await ParticipantFacts.read(store: store, ecosystem: id, party: partner)) }
+                group.addTask {
+                    (partner, try await ParticipantFacts.read(store: store, ecosystem: id, party: partner,
+                                                              listingDiscrepancies: listingDiscrepancies))
+                }
             }
             var facts: [UUID: ParticipantFacts] = [:]
             while let (partner, read) = try await group.next() { facts[partner] = read }
@@ -101,7 +109,7 @@ struct MediationReport: Sendable {
             participants.append(Participant(
                 member: member, stage: funnel.first { $0.member == member.id }?.stage,
                 balances: owed.map { (codes[$0.key] ?? "?", $0.value.0, $0.value.1) }.sorted { $0.code < $1.code },
-                openDiscrepancies: open,
+                openDiscrepancies: open, openDiscrepancyCount: listingDiscrepancies ? open.count : read.openCount,
                 overdueNotes: read.notes.filter { $0.issuer == member.id && $0.state == .overdue }.map { note in
                     let unit: Int64? = values[note.palletType] ?? nil
                     return (note: note, valueMinor: unit.map { $0 * note.outstanding })
@@ -124,12 +132,19 @@ struct MediationReport: Sendable {
     struct ParticipantFacts: Sendable {
         var balances: [AccountBalance]
         var notes: [PalletNoteRecord]
-        var discrepancies: [DiscrepancyRecord]
-        var disputed: [UUID: PostedMovement]
+        var discrepancies: [DiscrepancyRecord] = []
+        var disputed: [UUID: PostedMovement] = [:]
+        var openCount = 0
 
-        static func read(store: Store, ecosystem: UUID, party: UUID) async throws -> ParticipantFacts {
+        static func read(store: Store, ecosystem: UUID, party: UUID, listingDiscrepancies: Bool) async throws
+            -> ParticipantFacts
+        {
             async let balances = store.balances(ecosystem: ecosystem, classes: [.owed], party: party, asOf: nil)
             async let notes = store.palletNotes(ecosystem: ecosystem, party: party)
+            guard listingDiscrepancies else {
+                async let count = store.openDiscrepancyCount(ecosystem: ecosystem, party: party)
+                return ParticipantFacts(balances: try await balances, notes: try await notes, openCount: try await count)
+            }
             let discrepancies = try await store.discrepancies(ecosystem: ecosystem, openOnly: true, party: party)
             async let disputed = store.movements(ecosystem: ecosystem, ids: discrepancies.map(\.movement))
             return ParticipantFacts(balances: try await balances, notes: try await notes, discrepancies: discrepancies,
@@ -153,7 +168,7 @@ struct MediationReport: Sendable {
                                   percent(participant.current?.measure(.restitutionRate)),
                                   percent(participant.previous?.measure(.restitutionRate)),
                                   percent(participant.current?.measure(.lossRate)),
-                                  String(participant.openDiscrepancies.count), String(participant.overdueNotes.count)])
+                                  String(participant.openDiscrepancyCount), String(participant.overdueNotes.count)])
             }
         }
         return text

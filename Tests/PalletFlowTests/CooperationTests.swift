@@ -197,6 +197,8 @@ struct CooperationTests {
             #expect(html.text.contains("26 empties handed back"))
             let csv = try await api.request(.get, "\(base)/report", token: fixture.shipper.token, headers: ["Accept": "text/csv"])
             #expect(csv.text.contains("Carrier One,carrier"))
+            // The CSV's last two columns: 1 open discrepancy, 0 overdue notes.
+            #expect(csv.text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Carrier One,") }?.hasSuffix(",1,0") == true)
             // Another carrier is not a participant: 404.
             #expect(try await api.get("\(base)/report", token: fixture.otherCarrier.token).status == .notFound)
 
@@ -239,6 +241,9 @@ struct CooperationTests {
             // The next session's report follows the action up.
             let second = try await open("Médiation de décembre")
             let next = try await api.get("\(fixture.base)/sessions/\(second)/report", token: fixture.coordinator.token)
+            // The delivery's discrepancy was resolved at the first session: none open now.
+            let carrierNext = (next.json["participants"] as? [[String: Any]])?.first { $0["memberId"] as? String == fixture.carrier.id.lower }
+            #expect(carrierNext?["openDiscrepancies"] as? Int == 0)
             let carried = try #require((next.json["previousActions"] as? [[String: Any]])?.first)
             #expect(carried["description"] as? String == "Count empties at the dock with both drivers")
             #expect(carried["status"] as? String == "open")

@@ -76,6 +76,7 @@ extension APIImplementation {
         var clauses: [CharterClause] = []
         for (index, clause) in body.clauses.enumerated() {
             let path = "clauses[\(index)]"
+            check.check((1...9_999).contains(clause.number), path + ".number", "must be 1 to 9999")
             check.check(numbers.insert(clause.number).inserted, path + ".number", "is used twice")
             check.check(!clause.text.isEmpty && clause.text.unicodeScalars.count <= 5_000, path + ".text", "must be 1 to 5000 characters")
             let parts = [clause.metric != nil, clause.comparator != nil, clause.target != nil]

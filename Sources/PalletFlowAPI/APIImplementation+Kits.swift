@@ -20,6 +20,7 @@ extension APIImplementation {
         check.check(!body.items.isEmpty && body.items.count <= 100, "items", "must hold 1 to 100 items")
         var numbers = Set<Int>()
         for (index, item) in body.items.enumerated() {
+            check.check((1...9_999).contains(item.number), "items[\(index)].number", "must be 1 to 9999")
             check.check(numbers.insert(item.number).inserted, "items[\(index)].number", "is used twice")
             check.check(!item.title.isEmpty && item.title.unicodeScalars.count <= 500, "items[\(index)].title", "must be 1 to 500 characters")
         }

@@ -103,7 +103,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 // character in a text or a number out of range. The client's to fix.
                 if sqlClass == "22" {
                     logger.notice("value refused by the database", metadata: ["error": "\(String(reflecting: error))"])
-                    return .validation([FieldError("body", "holds a value that cannot be stored: \(psql.serverInfo?[.message] ?? "invalid value") (text must not contain NUL characters)")])
+                    let message = psql.serverInfo?[.message] ?? "invalid value"
+                    // 22021: a byte sequence PostgreSQL cannot store in text, in practice a NUL.
+                    let hint = psql.serverInfo?[.sqlState] == "22021" ? " (text must not contain NUL characters)" : ""
+                    return .validation([FieldError("body", "holds a value that cannot be stored: \(message)\(hint)")])
                 }
             }
             logger.error("database error", metadata: ["error": "\(String(reflecting: error))"])

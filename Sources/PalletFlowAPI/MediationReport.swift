@@ -127,8 +127,8 @@ struct MediationReport: Sendable {
                                memberNames: names, typeCodes: codes, generatedAt: .now())
     }
 
-    /// What the report reads about one participant from the ledger: its balances, the pallet
-    /// notes it is party to, its open discrepancies and the movements they contest.
+    /// What the report reads about one participant from the ledger: its balances, the
+    /// overdue pallet notes it issued, its open discrepancies and the movements they contest.
     struct ParticipantFacts: Sendable {
         var balances: [AccountBalance]
         var notes: [PalletNoteRecord]
@@ -140,7 +140,7 @@ struct MediationReport: Sendable {
             -> ParticipantFacts
         {
             async let balances = store.balances(ecosystem: ecosystem, classes: [.owed], party: party, asOf: nil)
-            async let notes = store.palletNotes(ecosystem: ecosystem, party: party)
+            async let notes = store.overdueNotes(ecosystem: ecosystem, issuer: party)
             guard listingDiscrepancies else {
                 async let count = store.openDiscrepancyCount(ecosystem: ecosystem, party: party)
                 return ParticipantFacts(balances: try await balances, notes: try await notes, openCount: try await count)

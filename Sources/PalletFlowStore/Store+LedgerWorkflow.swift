@@ -117,14 +117,14 @@ extension Store {
     }
 
     /// How many open discrepancies contest a movement `party` declared or takes part in
-    /// (what `discrepancies(ecosystem:openOnly:party:)` lists, counted in SQL).
+    /// (what `discrepancies(ecosystem:openOnly:party:)` lists, counted in SQL through the
+    /// parties the discrepancy keeps, sql/0011).
     public func openDiscrepancyCount(ecosystem: UUID, party: UUID) async throws -> Int {
         var count = 0
         for try await (n) in try await client.query("""
-            SELECT count(*)::int8
-            FROM discrepancies d JOIN movements m ON m.ecosystem_id = d.ecosystem_id AND m.id = d.movement_id
+            SELECT count(*)::int8 FROM discrepancies d
             WHERE d.ecosystem_id = \(ecosystem) AND d.resolved_at IS NULL
-              AND (m.from_party_id = \(party) OR m.to_party_id = \(party) OR m.declarer_id = \(party))
+              AND (d.from_party_id = \(party) OR d.to_party_id = \(party) OR d.declarer_id = \(party))
             """, logger: logger).decode(Int64.self) {
             count = Int(n)
         }

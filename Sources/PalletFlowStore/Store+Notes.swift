@@ -57,6 +57,17 @@ extension Store {
             """)
     }
 
+    /// The overdue notes `issuer` issued (pallets still owed past the due date), oldest due
+    /// first: what the mediation report shows, without reading the party's other notes.
+    public func overdueNotes(ecosystem: UUID, issuer: UUID) async throws -> [PalletNoteRecord] {
+        try await notes("""
+            SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n
+            WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = \(issuer)
+              AND NOT n.cancelled AND n.redeemed_quantity < n.quantity AND n.due_date < current_date
+            ORDER BY n.due_date, n.id
+            """)
+    }
+
     public func palletNote(ecosystem: UUID, id: UUID) async throws -> PalletNoteRecord? {
         try await notes("SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id)").first
     }

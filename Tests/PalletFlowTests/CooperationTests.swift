@@ -214,6 +214,18 @@ struct CooperationTests {
                                                 endDay: today + 1).keys.contains(fixture.customer.id))
             #expect(PeriodTotals.combine(totals[fixture.carrier.id] ?? [:])?.issued == 30)
             #expect(PeriodTotals.combine(totals[fixture.carrier.id] ?? [:])?.returned == 22)
+            // Overdue notes the carrier issued count; one it holds, or one not yet due, does not.
+            let yesterday = Instant.date(ofDay: today - 1), lastMonth = Instant.date(ofDay: today - 30)
+            for (issuer, holder, due) in [(fixture.carrier.id, fixture.shipper.id, yesterday),
+                                          (fixture.shipper.id, fixture.carrier.id, yesterday),
+                                          (fixture.carrier.id, fixture.shipper.id, Instant.date(ofDay: today + 10))] {
+                _ = try await store.issueNote(ecosystem: fixture.ecosystem, terms: PalletNoteTerms(
+                    issuer: issuer, holder: holder, palletType: fixture.epal, quality: .a, quantity: 5),
+                    issueDate: lastMonth, dueDate: due, by: issuer)
+            }
+            let withNotes = try await api.get("\(base)/report", token: fixture.coordinator.token)
+            let carrierNotes = (withNotes.json["participants"] as? [[String: Any]])?.first { $0["memberId"] as? String == fixture.carrier.id.lower }
+            #expect(carrierNotes?["overdueNotes"] as? Int == 1)
             let html = try await api.request(.get, "\(base)/report", token: fixture.coordinator.token, headers: ["Accept": "text/html"])
             #expect(html.status == .ok)
             #expect(html.text.contains("<svg"))
@@ -221,8 +233,8 @@ struct CooperationTests {
             #expect(html.text.contains("26 empties handed back"))
             let csv = try await api.request(.get, "\(base)/report", token: fixture.shipper.token, headers: ["Accept": "text/csv"])
             #expect(csv.text.contains("Carrier One,carrier"))
-            // The CSV's last two columns: 1 open discrepancy, 0 overdue notes.
-            #expect(csv.text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Carrier One,") }?.hasSuffix(",1,0") == true)
+            // The CSV's last two columns: 1 open discrepancy, 1 overdue note.
+            #expect(csv.text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Carrier One,") }?.hasSuffix(",1,1") == true)
             // Another carrier is not a participant: 404.
             #expect(try await api.get("\(base)/report", token: fixture.otherCarrier.token).status == .notFound)
 

@@ -340,11 +340,14 @@ SELECT cfg.eco, id, 'issued', quantity, movement, holder, event_time FROM nt, cf
 UNION ALL
 SELECT cfg.eco, id, 'redeemed', quantity, NULL, holder, event_time + interval '45 days' FROM nt, cfg WHERE redeemed;
 
--- Disputes: the counterparty's own counts for the contested movements.
-INSERT INTO discrepancies (ecosystem_id, id, movement_id, contested_by, counter_lines, note, opened_at)
+-- Disputes: the counterparty's own counts for the contested movements, with the movement's
+-- parties (sql/0011; its trigger does not fire with session_replication_role = replica).
+INSERT INTO discrepancies (ecosystem_id, id, movement_id, contested_by, counter_lines, note, opened_at,
+                           declarer_id, from_party_id, to_party_id)
 SELECT cfg.eco, (lpad(to_hex(hashint8extended(i, :seed + 2)), 16, '0') || lpad(to_hex(i), 16, '0'))::uuid, mv.id, mv.counterparty,
        jsonb_build_array(jsonb_build_object('lineNo', 0, 'quantity', greatest(q1 - 2, 1), 'exchangedQuantity', ex1)),
-       'counted ' || greatest(q1 - 2, 1) || ' at the dock', least(record_time + interval '1 day', cfg.t_end)
+       'counted ' || greatest(q1 - 2, 1) || ' at the dock', least(record_time + interval '1 day', cfg.t_end),
+       mv.declarer, mv.from_party, mv.to_party
 FROM mv, cfg WHERE status = 'contested';
 
 COMMIT;

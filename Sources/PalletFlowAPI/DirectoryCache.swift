@@ -8,14 +8,14 @@ import Synchronization
 /// at once; changes made by other processes show here within about `lifetime`.
 ///
 /// Loading a directory takes four queries (members, sites, pallet types, the ecosystem):
-/// tens of milliseconds for an ecosystem of 2,000 sites. So that no request waits for it
-/// once the cache is warm:
-/// - a snapshot older than `lifetime` is still served, while one refresh runs beside the
-///   requests (up to `staleLimit`, after which requests wait for a fresh one);
-/// - requests that need a load while one is in flight wait for that load instead of
-///   starting their own (before, every request of the 2-second expiry window reloaded,
-///   took a pooled connection each, and the declarations queued behind them: the
-///   periodic stall of docs/performance.md, latency).
+/// tens of milliseconds for an ecosystem of 2,000 sites. Requests that need a load while
+/// one is in flight wait for that load instead of starting their own: before, every
+/// request of the window after each 2-second expiry reloaded on its own pooled
+/// connection, and the declarations queued behind the burst (docs/performance.md,
+/// change 9). A snapshot past its lifetime is never used: serving it while a refresh ran
+/// was tried, and answered 422 "unknown party" for a member another process had just
+/// added, and kept doing so while the database was down instead of answering 503 (the
+/// reliability suite's crash-postgres found it).
 final class DirectoryCache: Sendable {
     typealias Snapshot = (directory: Directory, ecosystem: EcosystemRecord)
 
@@ -38,14 +38,12 @@ final class DirectoryCache: Sendable {
     }
 
     let lifetime: Duration
-    let staleLimit: Duration
     private let state = Mutex(State())
     /// Loads started since the cache was made (what the herd test counts).
     let loadsStarted = Atomic<Int>(0)
 
-    init(lifetime: Duration = .seconds(2), staleLimit: Duration = .seconds(30)) {
+    init(lifetime: Duration = .seconds(2)) {
         self.lifetime = lifetime
-        self.staleLimit = staleLimit
     }
 
     func get(_ ecosystem: UUID, store: Store) async throws -> (Directory, EcosystemRecord) {
@@ -54,16 +52,11 @@ final class DirectoryCache: Sendable {
         let next: Next = state.withLock { state in
             var slot = state.slots[ecosystem] ?? Slot()
             defer { state.slots[ecosystem] = slot }
-            let current = slot.load.map { $0.generation == state.generation } ?? false
-            if let entry = slot.entry {
-                let age = now - entry.loadedAt
-                if age < lifetime { return .serve(entry.snapshot) }
-                if age < staleLimit {
-                    if !current { slot.load = (load(ecosystem, store: store, generation: state.generation), state.generation) }
-                    return .serve(entry.snapshot)
-                }
+            if let entry = slot.entry, now - entry.loadedAt < lifetime { return .serve(entry.snapshot) }
+            // Join the load in flight if it began after the last invalidation.
+            if slot.load.map({ $0.generation != state.generation }) ?? true {
+                slot.load = (load(ecosystem, store: store, generation: state.generation), state.generation)
             }
-            if !current { slot.load = (load(ecosystem, store: store, generation: state.generation), state.generation) }
             return .wait(slot.load!.task)
         }
         switch next {

@@ -3,43 +3,52 @@ import PalletFlowCore
 import PalletFlowStore
 import Synchronization
 
-/// The ecosystem snapshot declarations are checked against, kept for a short while so a
-/// declaration costs one database round trip. Writes through this process invalidate it
-/// at once; changes made by other processes show here within about `lifetime`.
+/// The ecosystem snapshot declarations are checked against, kept in memory so a
+/// declaration costs one database round trip.
 ///
-/// Loading a directory takes four queries (members, sites, pallet types, the ecosystem):
-/// tens of milliseconds for an ecosystem of 2,000 sites. Requests that need a load while
-/// one is in flight wait for that load instead of starting their own: before, every
-/// request of the window after each 2-second expiry reloaded on its own pooled
-/// connection, and the declarations queued behind the burst (docs/performance.md,
-/// change 9). A snapshot past its lifetime is never used: serving it while a refresh ran
-/// was tried, and answered 422 "unknown party" for a member another process had just
-/// added, and kept doing so while the database was down instead of answering 503 (the
+/// A copy is trusted for `lifetime`; after that, the next request checks it by reading the
+/// ecosystem's row, which carries the version of its directory (sql/0012: every change to
+/// its members, sites or pallet types bumps it, whichever process makes it). Only when the
+/// version moved are the directory's rows read again: four queries, tens of milliseconds for
+/// an ecosystem of 2,000 sites. Reloading every two seconds made every request arriving
+/// during the reload wait for it, a stall the 99th percentile saw (docs/performance.md,
+/// change 16). Writes through this process make the next request check at once.
+///
+/// Requests that need a check while one is in flight wait for it instead of starting their
+/// own (change 9). A copy past its lifetime is never used unchecked: serving it while a
+/// refresh ran was tried, and answered 422 "unknown party" for a member another process had
+/// just added, and kept doing so while the database was down instead of answering 503 (the
 /// reliability suite's crash-postgres found it).
 final class DirectoryCache: Sendable {
     typealias Snapshot = (directory: Directory, ecosystem: EcosystemRecord)
 
     private struct Entry {
         var snapshot: Snapshot
-        var loadedAt: ContinuousClock.Instant
+        /// The directory version the rows were read at (read before them, so a change that
+        /// commits during the read makes the next check reload).
+        var version: Int64
+        /// When it was last known current; nil after an invalidation.
+        var checkedAt: ContinuousClock.Instant?
     }
 
     private struct Slot {
         var entry: Entry?
-        /// The load in flight, and the generation it started in.
-        var load: (task: Task<Entry, any Error>, generation: UInt64)?
+        /// The check in flight, and the generation it started in.
+        var check: (task: Task<Entry, any Error>, generation: UInt64)?
     }
 
     private struct State {
         var slots: [UUID: Slot] = [:]
-        /// Bumped by every invalidation: a load that began before it may have read the old
+        /// Bumped by every invalidation: a check that began before it may have read the old
         /// rows, so it neither serves the requests that come after nor fills the cache.
         var generation: UInt64 = 0
     }
 
     let lifetime: Duration
     private let state = Mutex(State())
-    /// Loads started since the cache was made (what the herd test counts).
+    /// Checks started since the cache was made, and how many of them read the directory's
+    /// rows (what the tests count).
+    let checksStarted = Atomic<Int>(0)
     let loadsStarted = Atomic<Int>(0)
 
     init(lifetime: Duration = .seconds(2)) {
@@ -52,12 +61,15 @@ final class DirectoryCache: Sendable {
         let next: Next = state.withLock { state in
             var slot = state.slots[ecosystem] ?? Slot()
             defer { state.slots[ecosystem] = slot }
-            if let entry = slot.entry, now - entry.loadedAt < lifetime { return .serve(entry.snapshot) }
-            // Join the load in flight if it began after the last invalidation.
-            if slot.load.map({ $0.generation != state.generation }) ?? true {
-                slot.load = (load(ecosystem, store: store, generation: state.generation), state.generation)
+            if let entry = slot.entry, let checked = entry.checkedAt, now - checked < lifetime {
+                return .serve(entry.snapshot)
             }
-            return .wait(slot.load!.task)
+            // Join the check in flight if it began after the last invalidation.
+            if slot.check.map({ $0.generation != state.generation }) ?? true {
+                slot.check = (check(ecosystem, against: slot.entry, store: store, generation: state.generation),
+                              state.generation)
+            }
+            return .wait(slot.check!.task)
         }
         switch next {
         case .serve(let snapshot): return snapshot
@@ -65,16 +77,25 @@ final class DirectoryCache: Sendable {
         }
     }
 
-    /// Starts loading; the task files its result in the cache unless an invalidation came
-    /// in between, and clears itself from the slot either way.
-    private func load(_ ecosystem: UUID, store: Store, generation: UInt64) -> Task<Entry, any Error> {
-        loadsStarted.add(1, ordering: .relaxed)
+    /// Starts a check: the ecosystem's row, then the directory's rows only if its version
+    /// moved. The task files its result in the cache unless an invalidation came in
+    /// between, and clears itself from the slot either way.
+    private func check(_ ecosystem: UUID, against current: Entry?, store: Store, generation: UInt64) -> Task<Entry, any Error> {
+        checksStarted.add(1, ordering: .relaxed)
         return Task {
             let started = ContinuousClock.now
             do {
-                let directory = try await store.directory(ecosystem: ecosystem)
-                guard let record = try await store.ecosystem(ecosystem) else { throw StoreError.notFound("ecosystem") }
-                let entry = Entry(snapshot: (directory, record), loadedAt: started)
+                guard let (record, version) = try await store.ecosystemAndDirectoryVersion(ecosystem) else {
+                    throw StoreError.notFound("ecosystem")
+                }
+                let directory: Directory
+                if let current, current.version == version {
+                    directory = current.snapshot.directory
+                } else {
+                    loadsStarted.add(1, ordering: .relaxed)
+                    directory = try await store.directory(ecosystem: ecosystem)
+                }
+                let entry = Entry(snapshot: (directory, record), version: version, checkedAt: started)
                 finish(ecosystem, generation: generation, entry: entry)
                 return entry
             } catch {
@@ -87,16 +108,18 @@ final class DirectoryCache: Sendable {
     private func finish(_ ecosystem: UUID, generation: UInt64, entry: Entry?) {
         state.withLock { state in
             guard var slot = state.slots[ecosystem] else { return }
-            if slot.load?.generation == generation { slot.load = nil }
+            if slot.check?.generation == generation { slot.check = nil }
             if let entry, generation == state.generation { slot.entry = entry }
             state.slots[ecosystem] = slot
         }
     }
 
+    /// After a write through this process: the next request checks the copy (and, the
+    /// write having bumped the version, reads the directory again).
     func invalidate(_ ecosystem: UUID) {
         state.withLock { state in
             state.generation &+= 1
-            state.slots[ecosystem]?.entry = nil
+            state.slots[ecosystem]?.entry?.checkedAt = nil
         }
     }
 }

@@ -42,6 +42,23 @@ extension Store {
         return nil
     }
 
+    /// The ecosystem and the version of its directory, which every change to its members,
+    /// sites or pallet types bumps (sql/0012): one row tells a cached directory whether it
+    /// is still current.
+    public func ecosystemAndDirectoryVersion(_ id: UUID) async throws -> (EcosystemRecord, directoryVersion: Int64)? {
+        let rows = try await client.query("""
+            SELECT id, name, loss_horizon_days, note_due_days, currency::text, created_at, directory_version
+            FROM ecosystems WHERE id = \(id)
+            """, logger: logger)
+        for try await (id, name, horizon, due, currency, created, version)
+            in rows.decode((UUID, String, Int, Int, String, Date, Int64).self)
+        {
+            return (EcosystemRecord(id: id, name: name, lossHorizonDays: horizon, noteDueDays: due, currency: currency,
+                                    createdAt: created), version)
+        }
+        return nil
+    }
+
     public func ecosystems(named name: String) async throws -> [EcosystemRecord] {
         var result: [EcosystemRecord] = []
         for try await (id, name, horizon, due, currency, created) in try await client.query("""

@@ -84,6 +84,49 @@ struct PartitionTests {
         }
     }
 
+    @Test("a line or an entry whose movement does not exist is refused: this month, a month created later, the default partition")
+    func linesAndEntriesNeedTheirMovement() async throws {
+        try await withFreshStore { store in
+            let fixture = try await Fixture.make(store)
+            let existing = try await transfer(store, fixture, from: fixture.shipper, to: fixture.carrier, 2, recorded: Date())
+            var account: Int64?
+            for try await id in try await store.client.query(
+                "SELECT id FROM accounts WHERE ecosystem_id = \(fixture.ecosystem) LIMIT 1", logger: store.logger
+            ).decode(Int64.self) { account = id }
+            let later = monthStart(7).addingTimeInterval(86_400)
+            #expect(try await store.ensureLedgerPartitions(from: Instant(later), through: Instant(later)) == 1)
+            func line(_ movement: UUID, _ number: Int16) -> PostgresQuery {
+                """
+                INSERT INTO movement_lines (ecosystem_id, movement_id, line_no, pallet_type_id, quality, quantity,
+                                            exchanged_quantity, exchanged_quality)
+                VALUES (\(fixture.ecosystem), \(movement), \(number), \(fixture.epal), 'A', 1, 0, 'A')
+                """
+            }
+            func entry(_ movement: UUID) -> PostgresQuery {
+                """
+                INSERT INTO ledger_entries (ecosystem_id, movement_id, account_id, amount, event_time)
+                VALUES (\(fixture.ecosystem), \(movement), \(account ?? 0), 5, now())
+                """
+            }
+            // No movement has these ids: one of this month, one of the month made above (after
+            // the migrations), one that carries no time (the default partition).
+            let missing = [newID(), newID(at: later), UUID(uuidString: "5d41402a-bc4b-4a76-b971-9d911017c592")!]
+            for movement in missing {
+                for query in [line(movement, 0), entry(movement)] {
+                    do {
+                        try await store.client.query(query, logger: store.logger)
+                        Issue.record("a row for the missing movement \(movement) was written")
+                    } catch let error as PSQLError {
+                        #expect(error.serverInfo?[.sqlState] == "23503", "\(String(reflecting: error))")
+                    }
+                }
+            }
+            // The movement that exists takes another line: the check is on the movement, not the table.
+            try await store.client.query(line(existing, 1), logger: store.logger)
+            #expect(try await partition(of: "movement_lines", column: "movement_id", id: existing, store) != nil)
+        }
+    }
+
     @Test("archive: old months go to files with checksums, balances and ledger verify still hold, open months stop it")
     func archive() async throws {
         try await withAPI { api, fixture, store in

@@ -123,6 +123,12 @@ WITH v AS (
 ), ne AS (
     INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, by_membership_id)
     SELECT :eco::uuid, nt.id, 'issued', nt.quantity, v.carrier FROM nt, v
+), au AS (
+    -- Who declared what and when: one audit row per movement posted.
+    INSERT INTO audit_log (ecosystem_id, membership_id, action, subject_id, detail)
+    SELECT :eco::uuid, v.carrier, 'movement.declare', x.id, jsonb_build_object('source', x.source, 'kind', x.kind)
+    FROM v, unnest(ARRAY[v.mid]::uuid[], ARRAY['api']::text[], ARRAY['delivery']::text[]) AS x(id, source, kind)
+    WHERE EXISTS (SELECT 1 FROM go)
 )
 SELECT (SELECT count(*) FROM key)::int8, (SELECT count(*) FROM mv)::int8, (SELECT count(*) FROM en)::int8,
        k.request_hash, k.response_status::int4, k.response_body

@@ -32,19 +32,12 @@ extension Store {
     }
 
     public func ecosystem(_ id: UUID) async throws -> EcosystemRecord? {
-        let rows = try await client.query("""
-            SELECT id, name, loss_horizon_days, note_due_days, currency::text, created_at FROM ecosystems WHERE id = \(id)
-            """, logger: logger)
-        for try await (id, name, horizon, due, currency, created) in rows.decode((UUID, String, Int, Int, String, Date).self) {
-            return EcosystemRecord(id: id, name: name, lossHorizonDays: horizon, noteDueDays: due, currency: currency,
-                                   createdAt: created)
-        }
-        return nil
+        try await ecosystemAndDirectoryVersion(id)?.0
     }
 
     /// The ecosystem and the version of its directory, which every change to its members,
-    /// sites or pallet types bumps (sql/0012): one row tells a cached directory whether it
-    /// is still current.
+    /// sites, pallet types or their organisations bumps (sql/0012): one row tells a cached
+    /// directory whether it is still current.
     public func ecosystemAndDirectoryVersion(_ id: UUID) async throws -> (EcosystemRecord, directoryVersion: Int64)? {
         let rows = try await client.query("""
             SELECT id, name, loss_horizon_days, note_due_days, currency::text, created_at, directory_version

@@ -178,6 +178,12 @@ public final class EmbeddedPostgres: Sendable {
             shared_buffers = 256MB
             synchronous_commit = on
             fsync = on
+            # Segments kept for reuse at each checkpoint. With the default (80MB) a steady
+            # write load outran the recycled segments, and PostgreSQL then created each new
+            # 16 MB segment by writing and syncing zeros while every commit waited: a 40-80 ms
+            # stall at each segment switch, every 5-6 s at 600 declarations/s
+            # (docs/performance.md, change 19). It costs disk only once WAL has grown that far.
+            min_wal_size = 1GB
 
             """
         try owner.writeFile(clusterDirectory + "/palletflow.conf", contents: settings)

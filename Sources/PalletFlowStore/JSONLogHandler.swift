@@ -48,12 +48,38 @@ public struct JSONLogHandler: LogHandler {
     /// Bootstraps swift-log once per process: JSON lines, or plain text when asked.
     public static func bootstrap(level: Logger.Level, format: String = "json") {
         LoggingSystem.bootstrap { label in
-            if format == "text" {
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            if format == "text" { return TextLogHandler(label: label, level: level) }
             return JSONLogHandler(label: label, level: level)
         }
+    }
+}
+
+/// Plain text lines on standard error: time, level, label, metadata and message, as
+/// swift-log's `StreamLogHandler` lays them out. The metadata is rendered when a line is
+/// written; `StreamLogHandler` renders it each time a key is set, and the daemon sets the
+/// request id and the member on every request (2% of its CPU per declaration at warning
+/// level, where nothing is written: docs/performance.md, change 20).
+public struct TextLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    private let label: String
+
+    public init(label: String, level: Logger.Level = .info) {
+        self.label = label
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = Instant.now().rfc3339(keepingOffset: false) + " " + event.level.rawValue + " " + label + " :"
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
+            line += " \(key)=\(value)"
+        }
+        line += " " + event.message.description + "\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }

@@ -224,7 +224,7 @@ extension Store {
             WITH captured AS (
                 SELECT e.event_time, e.event_id || CASE WHEN e.retraction THEN '#retraction' ELSE '' END AS sort_key,
                        e.document::text AS document, e.record_time, e.context::text AS context, NULL::uuid AS movement_id,
-                       NULL::uuid AS correction_id
+                       NULL::uuid AS reverses_id
                 FROM epcis_events e
                 WHERE e.ecosystem_id = \(ecosystem)
                   AND (\(filter.visibleTo ?? none) = \(none) OR e.captured_by = \(filter.visibleTo ?? none)
@@ -241,9 +241,7 @@ extension Store {
                 SELECT m.event_time,
                        'urn:uuid:' || coalesce(m.reverses_id, m.id)::text
                            || CASE WHEN m.reverses_id IS NOT NULL THEN '#retraction' ELSE '' END AS sort_key,
-                       NULL::text AS document, m.record_time, NULL::text AS context, m.id AS movement_id,
-                       (SELECT c.id FROM movements c WHERE c.ecosystem_id = m.ecosystem_id AND c.corrects_id = m.reverses_id
-                        LIMIT 1) AS correction_id
+                       NULL::text AS document, m.record_time, NULL::text AS context, m.id AS movement_id, m.reverses_id
                 FROM movements m
                 WHERE m.ecosystem_id = \(ecosystem) AND m.source <> 'epcis'
                   AND NOT EXISTS (SELECT 1 FROM epcis_events x WHERE x.ecosystem_id = m.ecosystem_id AND x.movement_id = m.id)
@@ -265,15 +263,24 @@ extension Store {
                   AND (\(filter.eventIDs == nil) OR 'urn:uuid:' || coalesce(m.reverses_id, m.id)::text
                        = ANY(\(filter.eventIDs ?? [])::text[]))
             )
-            SELECT (extract(epoch FROM u.event_time) * 1000000)::int8, u.sort_key, u.document,
-                   (extract(epoch FROM u.record_time) * 1000000)::int8, u.context, u.movement_id, u.correction_id
-            FROM (SELECT * FROM captured UNION ALL SELECT * FROM ledger) u
+            -- The correction of a retraction is looked up for the page's rows only, after the
+            -- sort and the limit (sql/0014: made for every candidate row, it took minutes).
+            SELECT (extract(epoch FROM p.event_time) * 1000000)::int8, p.sort_key, p.document,
+                   (extract(epoch FROM p.record_time) * 1000000)::int8, p.context, p.movement_id,
+                   CASE WHEN p.reverses_id IS NOT NULL THEN
+                       (SELECT c.id FROM movements c WHERE c.ecosystem_id = \(ecosystem) AND c.corrects_id = p.reverses_id
+                        LIMIT 1)
+                   END
+            FROM (
+            SELECT u.* FROM (SELECT * FROM captured UNION ALL SELECT * FROM ledger) u
             WHERE (\(filter.from == nil) OR u.event_time >= 'epoch'::timestamptz + \(filter.from?.microsecondsSinceEpoch ?? 0)::int8 * interval '1 microsecond')
               AND (\(filter.until == nil) OR u.event_time < 'epoch'::timestamptz + \(filter.until?.microsecondsSinceEpoch ?? 0)::int8 * interval '1 microsecond')
               AND (\(filter.after == nil) OR (u.event_time, u.sort_key)
                    > ('epoch'::timestamptz + \(afterTime == Int64.min ? 0 : afterTime)::int8 * interval '1 microsecond', \(afterKey)::text))
             ORDER BY u.event_time, u.sort_key
             LIMIT \(filter.limit)
+            ) p
+            ORDER BY p.event_time, p.sort_key
             """
         var raw: [(Int64, String, String?, Int64, String?, UUID?, UUID?)] = []
         for try await row in try await client.query(query, logger: logger).decode(

@@ -548,6 +548,62 @@ struct EPCISCaptureTests {
         }
     }
 
+    @Test("a reversal with a correction names it in its error declaration, on whichever page it falls")
+    func correctedMovementAsEvents() async throws {
+        try await withEPCIS { api, world, store in
+            func pickup(_ quantity: Int, hoursAgo: Double) -> [String: Any] {
+                ["kind": "pickup", "eventTime": localTime(hoursAgo: hoursAgo),
+                 "from": ["partyId": world.shipper.id.lower, "siteId": world.shipper.site!.lower],
+                 "to": ["partyId": world.carrier.id.lower],
+                 "lines": [["palletType": "EPAL1", "quality": "A", "quantity": quantity]]]
+            }
+            let first = try await api.post("\(world.base)/movements", token: world.carrier.token, json: pickup(14, hoursAgo: 5), key: "c-1")
+            let second = try await api.post("\(world.base)/movements", token: world.carrier.token, json: pickup(9, hoursAgo: 4), key: "c-2")
+            let third = try await api.post("\(world.base)/movements", token: world.carrier.token, json: pickup(6, hoursAgo: 3), key: "c-3")
+            let firstID = try #require(first.json["id"] as? String)
+            let secondID = try #require(second.json["id"] as? String)
+            let thirdID = try #require(third.json["id"] as? String)
+            // The first was 12, not 14: reversed with a correction. The third is reversed without one.
+            let corrected = try await api.post("\(world.base)/movements/\(firstID)/reversal", token: world.carrier.token,
+                                               json: ["reason": "miscounted", "correction": pickup(12, hoursAgo: 5)] as [String: Any])
+            #expect(corrected.status == .created, "\(corrected.text)")
+            let correctionID = try #require(corrected.json["correctionId"] as? String)
+            let reversed = try await api.post("\(world.base)/movements/\(thirdID)/reversal", token: world.carrier.token,
+                                              json: ["reason": "never happened"] as [String: Any])
+            #expect(reversed.status == .created, "\(reversed.text)")
+
+            // One event a page, so the correction is looked up on a page of its own: the three
+            // pickups, the correction and the two retractions, each once.
+            var seen: [[String: Any]] = []
+            var next: String? = "\(world.base)/epcis/events?perPage=1"
+            while let path = next {
+                let page = try await api.get(path, token: world.shipper.token)
+                #expect(page.status == .ok, "\(page.text)")
+                seen += queryEvents(page)
+                next = page.headers[HTTPField.Name("Link")!].flatMap { link in
+                    link.split(separator: ">").first.map { String($0.dropFirst()) }
+                }
+            }
+            #expect(seen.count == 6, "\(seen)")
+            let retractions = seen.filter { $0["errorDeclaration"] != nil }
+            #expect(retractions.count == 2)
+            for retraction in retractions {
+                let declaration = try #require(retraction["errorDeclaration"] as? [String: Any])
+                switch retraction["eventID"] as? String {
+                case "urn:uuid:\(firstID)":
+                    #expect(declaration["correctiveEventIDs"] as? [String] == ["urn:uuid:\(correctionID)"])
+                case "urn:uuid:\(thirdID)":
+                    #expect(declaration["correctiveEventIDs"] == nil)
+                default:
+                    Issue.record("unexpected retraction \(retraction)")
+                }
+            }
+            let plain = Set(seen.filter { $0["errorDeclaration"] == nil }.compactMap { $0["eventID"] as? String })
+            #expect(plain == Set([firstID, secondID, thirdID, correctionID].map { "urn:uuid:" + $0 }))
+            try await verify(store, world)
+        }
+    }
+
     @Test("OPTIONS announces the capture limits; single events are captured at /events")
     func optionsAndSingleEvents() async throws {
         try await withEPCIS { api, world, store in

@@ -2,16 +2,24 @@ import Foundation
 import Logging
 import PalletFlowCore
 
-/// One JSON object per line on standard error: time, level, label, message and metadata
-/// (the request id among them), ready for a log shipper.
+/// One line per event on standard error: a JSON object (time, level, label, message and
+/// metadata, the request id among them), ready for a log shipper, or plain text in the
+/// layout of swift-log's `StreamLogHandler`. The metadata is rendered when a line is
+/// written; `StreamLogHandler` renders it each time a key is set, and the daemon sets the
+/// request id and the member on every request (2% of its CPU per declaration at warning
+/// level, where nothing is written: docs/performance.md, change 20).
 public struct JSONLogHandler: LogHandler {
+    public enum Format: Sendable { case json, text }
+
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
+    private let format: Format
 
-    public init(label: String, level: Logger.Level = .info) {
+    public init(label: String, level: Logger.Level = .info, format: Format = .json) {
         self.label = label
         self.logLevel = level
+        self.format = format
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -20,20 +28,25 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var object: [String: Any] = [
-            "time": Instant.now().rfc3339(keepingOffset: false),
-            "level": event.level.rawValue,
-            "label": label,
-            "message": event.message.description,
-        ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
-            object[key] = Self.json(value)
+        let time = Instant.now().rfc3339(keepingOffset: false)
+        let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        var line: Data
+        switch format {
+        case .text:
+            var text = time + " " + event.level.rawValue + " " + label + " :"
+            for (key, value) in all.sorted(by: { $0.key < $1.key }) { text += " \(key)=\(value)" }
+            line = Data((text + " " + event.message.description).utf8)
+        case .json:
+            var object: [String: Any] = [
+                "time": time, "level": event.level.rawValue, "label": label, "message": event.message.description,
+            ]
+            for (key, value) in all { object[key] = Self.json(value) }
+            guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            else { return }
+            line = data
         }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return
-        }
-        data.append(0x0A)
-        FileHandle.standardError.write(data)
+        line.append(0x0A)
+        FileHandle.standardError.write(line)
     }
 
     static func json(_ value: Logger.MetadataValue) -> Any {
@@ -48,38 +61,7 @@ public struct JSONLogHandler: LogHandler {
     /// Bootstraps swift-log once per process: JSON lines, or plain text when asked.
     public static func bootstrap(level: Logger.Level, format: String = "json") {
         LoggingSystem.bootstrap { label in
-            if format == "text" { return TextLogHandler(label: label, level: level) }
-            return JSONLogHandler(label: label, level: level)
+            JSONLogHandler(label: label, level: level, format: format == "text" ? .text : .json)
         }
-    }
-}
-
-/// Plain text lines on standard error: time, level, label, metadata and message, as
-/// swift-log's `StreamLogHandler` lays them out. The metadata is rendered when a line is
-/// written; `StreamLogHandler` renders it each time a key is set, and the daemon sets the
-/// request id and the member on every request (2% of its CPU per declaration at warning
-/// level, where nothing is written: docs/performance.md, change 20).
-public struct TextLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
-    private let label: String
-
-    public init(label: String, level: Logger.Level = .info) {
-        self.label = label
-        self.logLevel = level
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        var line = Instant.now().rfc3339(keepingOffset: false) + " " + event.level.rawValue + " " + label + " :"
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(value)"
-        }
-        line += " " + event.message.description + "\n"
-        FileHandle.standardError.write(Data(line.utf8))
     }
 }

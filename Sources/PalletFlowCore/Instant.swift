@@ -61,15 +61,19 @@ public struct Instant: Sendable, Hashable, Codable, CustomStringConvertible {
     }
 
     /// `value` (not negative) in decimal, left-padded with zeros to at least `digits`.
+    /// Written in place, without an array per number (this runs for every timestamp rendered).
     private static func append(_ value: Int, digits: Int, to text: inout [UInt8]) {
-        var reversed = [UInt8]()
+        var count = 1
+        var probe = value
+        while probe >= 10 { probe /= 10; count += 1 }
+        text.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(count, digits)))
         var rest = value
-        repeat {
-            reversed.append(UInt8(ascii: "0") + UInt8(rest % 10))
+        var index = text.count - 1
+        while rest > 0 {
+            text[index] = UInt8(ascii: "0") + UInt8(rest % 10)
             rest /= 10
-        } while rest > 0
-        while reversed.count < digits { reversed.append(UInt8(ascii: "0")) }
-        text.append(contentsOf: reversed.reversed())
+            index -= 1
+        }
     }
 
     /// Parses an RFC 3339 date-time (`2026-03-01T08:15:00+01:00`, `...Z`, fractions up to

@@ -95,6 +95,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                 // exceptions (08), operator intervention such as a shutdown (57), out of
                 // resources (53).
                 let sqlClass = psql.serverInfo?[.sqlState].map { String($0.prefix(2)) }
+                // query_canceled: the statement ran past the daemon's limit (or an operator
+                // cancelled it). The transaction was rolled back: nothing was written.
+                if psql.serverInfo?[.sqlState] == "57014" {
+                    logger.warning("query cancelled", metadata: ["error": "\(String(reflecting: error))"])
+                    return .queryTimeout
+                }
                 if sqlClass == nil || sqlClass == "08" || sqlClass == "57" || sqlClass == "53" {
                     logger.error("database unreachable", metadata: ["error": "\(String(reflecting: error))"])
                     return .unavailable

@@ -65,6 +65,14 @@ public struct Problem: Error, Sendable, HTTPResponseError {
         return problem
     }()
 
+    public static let queryTimeout: Problem = {
+        var problem = Problem(
+            .serviceUnavailable, "query-timeout", "Query took too long",
+            detail: "The database query for this request ran longer than the daemon allows (--statement-timeout-seconds) and was cancelled; nothing was written. Ask for less (a shorter from/until range, a smaller page) or retry later; writes with the same Idempotency-Key.")
+        problem.headers[.retryAfter] = "5"
+        return problem
+    }()
+
     public static let internalError = Problem(
         .internalServerError, "internal", "Internal error",
         detail: "An unexpected error occurred; it has been logged with the request id.")

@@ -43,9 +43,22 @@ public final class DatabaseClient: Sendable {
         /// Leases holding one of its connections, through this wrapper.
         let inFlight = Atomic<Int>(0)
         let retire = AsyncStream<Void>.makeStream()
-        init(_ client: PostgresClient, generation: Int) {
+        /// Its `run()` has been called (a pool the caller runs counts as started).
+        let started: Atomic<Bool>
+        init(_ client: PostgresClient, generation: Int, started: Bool = false) {
             self.client = client
             self.generation = generation
+            self.started = Atomic(started)
+        }
+
+        /// Leases wait for the pool's `run()` (the daemon's startup work races its
+        /// services' start; postgres-nio would warn), at most a second.
+        func untilStarted() async {
+            var waited = 0
+            while !started.load(ordering: .acquiring), waited < 1_000 {
+                try? await Task.sleep(for: .milliseconds(1))
+                waited += 1
+            }
         }
     }
 
@@ -65,7 +78,7 @@ public final class DatabaseClient: Sendable {
         self.configuration = nil
         self.probeConfiguration = nil
         self.logger = logger
-        self.state = Mutex(State(pool: Pool(client, generation: 0)))
+        self.state = Mutex(State(pool: Pool(client, generation: 0, started: true)))
         self.spawn = AsyncStream<Pool>.makeStream()
         spawn.continuation.finish()
     }
@@ -94,6 +107,7 @@ public final class DatabaseClient: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let pool = try currentPool()
+        await pool.untilStarted()
         return try await withoutActuallyEscaping(body) { body in
             let body = UncheckedBox(body)
             // waiting -> leased (the body runs to its end) or timedOut (the body never runs).
@@ -111,7 +125,18 @@ public final class DatabaseClient: Sendable {
                             self.leased(pool)
                             pool.inFlight.add(1, ordering: .relaxed)
                             defer { pool.inFlight.subtract(1, ordering: .relaxed) }
-                            return try await body.value(connection)
+                            do {
+                                return try await body.value(connection)
+                            } catch where Self.isCancelledStatement(error) {
+                                // postgres-nio keeps a prepared statement whose preparation
+                                // failed as failed for the connection's life: a statement
+                                // cancelled while preparing (waiting for a lock past the
+                                // statement limit) would fail at once on this connection
+                                // from then on. Closing it makes the pool open a fresh one.
+                                self.logger.notice("statement cancelled; its connection is replaced")
+                                try? await connection.close()
+                                throw error
+                            }
                         }
                     }
                     group.addTask {
@@ -182,14 +207,28 @@ public final class DatabaseClient: Sendable {
         sql.range(of: #"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b"#, options: [.regularExpression, .caseInsensitive]) != nil
     }
 
-    /// A prepared statement on a connection leased within the deadline.
+    /// A prepared statement on a connection leased within the deadline; its rows, read.
     public func execute<Statement: PostgresPreparedStatement, Row>(
         _ statement: Statement, logger: Logger? = nil, file: String = #fileID, line: Int = #line
-    ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, Row> where Row == Statement.Row {
-        let box = try await bounded { client in
-            UncheckedBox(try await client.execute(statement, logger: logger, file: file, line: line))
+    ) async throws -> [Row] where Row == Statement.Row {
+        let box = try await withConnection { connection in
+            var rows: [Row] = []
+            for try await row in try await connection.execute(statement, logger: logger ?? self.logger, file: file, line: line) {
+                rows.append(row)
+            }
+            return UncheckedBox(rows)
         }
         return box.value
+    }
+
+    /// A statement cancelled by PostgreSQL (SQLSTATE 57014: the statement limit, or an
+    /// operator's pg_cancel_backend), as thrown or wrapped by a transaction.
+    static func isCancelledStatement(_ error: any Error) -> Bool {
+        if let transaction = error as? PostgresTransactionError {
+            return [transaction.closureError, transaction.beginError, transaction.commitError]
+                .contains { $0.map(isCancelledStatement) ?? false }
+        }
+        return (error as? PSQLError)?.serverInfo?[.sqlState] == "57014"
     }
 
     /// `operation` (a lease inside postgres-nio, then one statement) bounded by the
@@ -198,6 +237,7 @@ public final class DatabaseClient: Sendable {
     /// so its own outcome, success included, is what the caller gets.
     private func bounded<Value: Sendable>(_ operation: @escaping @Sendable (PostgresClient) async throws -> Value) async throws -> Value {
         let pool = try currentPool()
+        await pool.untilStarted()
         let expired = FlagBox()
         do {
             let value = try await withThrowingTaskGroup(of: Value?.self) { group in
@@ -293,7 +333,10 @@ public final class DatabaseClient: Sendable {
                     for await pool in self.spawn.stream {
                         pools.addTask {
                             await withDiscardingTaskGroup { inner in
-                                inner.addTask { await pool.client.run() }
+                                inner.addTask {
+                                    pool.started.store(true, ordering: .releasing)
+                                    await pool.client.run()
+                                }
                                 for await _ in pool.retire.stream {}
                                 inner.cancelAll()
                             }

@@ -80,6 +80,11 @@ public struct DatabaseRuntime: Sendable {
     /// A supervised pool (`DatabaseClient`): leases bounded in time, reconnection at once
     /// when the database returns. Run it as a service.
     public func makeDatabaseClient(logger: Logger) -> DatabaseClient {
+        Self.makeDatabaseClient(settings, logger: logger)
+    }
+
+    /// A supervised pool on other settings (a statement limit, another size).
+    public static func makeDatabaseClient(_ settings: DatabaseSettings, logger: Logger) -> DatabaseClient {
         DatabaseClient(configuration: settings.configuration, probe: settings.probe, logger: logger)
     }
 

@@ -16,6 +16,27 @@ public struct DatabaseSettings: Sendable {
         self.displayName = displayName
     }
 
+    /// The same database with each statement of the pool's sessions limited in time
+    /// (PostgreSQL's `statement_timeout`, set when each connection starts, so it costs no
+    /// round trip): a query still running after `seconds` is cancelled (SQLSTATE 57014) and
+    /// its transaction rolled back. 0 or less leaves statements unlimited. The daemon's API
+    /// pool uses it; migrations, the demo and the worker run unlimited.
+    public func limitingStatements(toSeconds seconds: Double) -> DatabaseSettings {
+        guard seconds > 0 else { return self }
+        var limited = self
+        let milliseconds = max(1, Int((seconds * 1000).rounded()))
+        limited.configuration.options.additionalStartupParameters.removeAll { $0.0 == "statement_timeout" }
+        limited.configuration.options.additionalStartupParameters.append(("statement_timeout", "\(milliseconds)ms"))
+        return limited
+    }
+
+    /// The same database with a pool of `count` connections.
+    public func withMaximumConnections(_ count: Int) -> DatabaseSettings {
+        var sized = self
+        sized.configuration.options.maximumConnections = count
+        return sized
+    }
+
     /// The embedded cluster's socket, as its superuser (the cluster admits no one else).
     public static func embedded(_ cluster: EmbeddedPostgres, database: String = "palletflow",
                                 maximumConnections: Int = 20) -> DatabaseSettings {

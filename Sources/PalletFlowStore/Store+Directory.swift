@@ -346,7 +346,7 @@ extension Store {
         let hash = secret.hash
         let (cached, generation) = tokenCache.get(hash)
         if let cached { return cached }
-        for try await (ecosystem, membership, organisation, name, role, token) in try await client.execute(
+        for (ecosystem, membership, organisation, name, role, token) in try await client.execute(
             AuthenticateStatement(hash: hash), logger: logger) {
             guard let role = Role(rawValue: role) else { return nil }
             let caller = Caller(ecosystem: ecosystem, membership: membership, organisation: organisation,

@@ -34,6 +34,10 @@ extension Store {
         try await transaction { connection in
             // One snapshot for all checks, so concurrent writers cannot cause false alarms.
             try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            // The check reads every entry: on a large ledger it legitimately outlasts the
+            // daemon's statement limit (`--statement-timeout-seconds`), which it lifts for
+            // this transaction only. Only the shipper and the coordinator may ask for it.
+            try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
             return try await verifyLedger(ecosystem: ecosystem, on: connection)
         }
     }

@@ -52,6 +52,11 @@ struct Palletflowd: AsyncParsableCommand {
     /// with 4 it was 38 ms, at the same throughput (docs/performance.md, change 13).
     static var defaultDatabaseConnections: Int { max(4, 2 * ProcessInfo.processInfo.activeProcessorCount) }
 
+    @Option(name: .customLong("statement-timeout-seconds"),
+            help: "Longest a database statement of an API request may run before PostgreSQL cancels it and the request gets 503 query-timeout; 0 for no limit (env PALLETFLOW_STATEMENT_TIMEOUT_SECONDS). Migrations, the demo and the worker are not limited.")
+    var statementTimeoutSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_STATEMENT_TIMEOUT_SECONDS"] ?? "")
+        ?? 30
+
     @Option(name: .customLong("rate-limit-per-token"),
             help: "Requests per second allowed per API token, in bursts of twice that; beyond it 429. 0 disables (env PALLETFLOW_RATE_LIMIT_PER_TOKEN).")
     var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
@@ -131,9 +136,17 @@ struct Palletflowd: AsyncParsableCommand {
         defer { runtime.close() }
 
         // Leases bounded in time, the pool replaced when it lags behind a database that is back.
-        let client = runtime.makeDatabaseClient(logger: logger)
+        // A request's statements are limited in time: a query its client gave up on must not
+        // run on for minutes (docs/reliability.md).
+        let client = DatabaseRuntime.makeDatabaseClient(
+            runtime.settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
         let store = Store(database: client, logger: logger,
                           tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
+        // Work that legitimately runs long (migrations of a large ledger, the demo's history,
+        // the worker's recomputes) on a small pool of its own, without the limit.
+        let maintenanceClient = DatabaseRuntime.makeDatabaseClient(
+            runtime.settings.withMaximumConnections(withWorker ? 4 : 2), logger: logger)
+        let maintenanceStore = Store(database: maintenanceClient, logger: logger)
         // Read-heavy answers from a streaming replica, when one is given.
         var readStore: Store?
         var readClient: DatabaseClient?
@@ -144,7 +157,7 @@ struct Palletflowd: AsyncParsableCommand {
             } catch let error as EmbeddedPostgresError {
                 throw ValidationError("READ_DATABASE_URL: \(error.description)")
             }
-            let replica = DatabaseClient(configuration: settings.configuration, probe: settings.probe, logger: logger)
+            let replica = DatabaseRuntime.makeDatabaseClient(settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
             readClient = replica
             readStore = Store(database: replica, logger: logger)
             logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
@@ -157,23 +170,23 @@ struct Palletflowd: AsyncParsableCommand {
         let seedDemo = demo
         let host = host
         let port = port
-        var services: [any Service] = [client]
+        var services: [any Service] = [client, maintenanceClient]
         if let readClient { services.append(readClient) }
-        if withWorker { services.append(WorkerService(store: store, schemaWait: .seconds(600))) }
+        if withWorker { services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600))) }
         let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
-                try await Migrator().migrate(client, logger: logger)
+                try await Migrator().migrate(maintenanceClient, logger: logger)
             }
             // This month's and the next three months' ledger partitions (the worker keeps
             // creating them ahead); a busy database may make this wait: the worker retries.
             do {
-                try await store.ensureLedgerPartitions()
+                try await maintenanceStore.ensureLedgerPartitions()
             } catch {
                 logger.warning("could not create the coming months' ledger partitions; the worker will retry",
                                metadata: ["error": "\(String(reflecting: error))"])
             }
             if seedDemo {
-                let seeded = try await DemoEcosystem.seed(store)
+                let seeded = try await DemoEcosystem.seed(maintenanceStore)
                 printDemoBanner(seeded, host: host, port: port, scheme: settings.scheme)
             }
         }

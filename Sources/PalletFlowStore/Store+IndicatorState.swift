@@ -35,6 +35,21 @@ public struct EndKey: Sendable, Hashable {
     }
 }
 
+/// Periods of relationships, as the columns a query unnests.
+struct PeriodList {
+    var partners: [UUID] = []
+    var types: [UUID] = []
+    var starts: [Int32] = []
+    var ends: [Int32] = []
+
+    mutating func append(_ key: RelationshipKey, _ start: Int, _ end: Int) {
+        partners.append(key.partner)
+        types.append(key.palletType)
+        starts.append(Int32(start))
+        ends.append(Int32(end))
+    }
+}
+
 /// What an incremental update reads for the relationships it recomputes, from the running
 /// state (sql/0010_indicator_state.sql) rather than from the ledger.
 public struct IndicatorState: Sendable {
@@ -151,6 +166,7 @@ extension Store {
         try await connection.query("DELETE FROM indicator_activity WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_lateness WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_lateness_buckets WHERE ecosystem_id = \(ecosystem)", logger: logger)
+        try await connection.query("DELETE FROM indicator_period_lateness_buckets WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await connection.query("DELETE FROM indicator_contested WHERE ecosystem_id = \(ecosystem)", logger: logger)
         try await applyIndicatorState(ecosystem: ecosystem, shipper: shipper, after: 0, upTo: upTo, on: connection)
     }
@@ -234,10 +250,26 @@ extension Store {
                 DO UPDATE SET declarations = x.declarations + excluded.declarations
             ), shift AS (
                 -- Bucket width 2^s: 1 below 128 s (negative lateness included), else 1/64 of the power of two.
-                SELECT partner, pallet_type_id, declarations, lateness_seconds,
+                SELECT partner, pallet_type_id, day, declarations, lateness_seconds,
                        CASE WHEN lateness_seconds < 128 THEN 0
                             ELSE length(ltrim(lateness_seconds::bit(64)::text, '0')) - 7 END AS s
                 FROM own
+            ), periods AS (
+                -- The same buckets per week (from Monday) and calendar month (sql/0015).
+                INSERT INTO indicator_period_lateness_buckets AS b
+                    (ecosystem_id, partner_id, pallet_type_id, period_start, period_end, low, high, declarations, within_24h)
+                SELECT \(ecosystem), partner, pallet_type_id, p.period_start, p.period_end,
+                       (lateness_seconds >> s) << s, ((lateness_seconds >> s) << s) + (1::int8 << s), sum(declarations)::int8,
+                       coalesce(sum(declarations) FILTER (WHERE lateness_seconds <= 86400), 0)::int8
+                FROM shift
+                CROSS JOIN LATERAL (VALUES
+                    (day - ((day + 3) % 7 + 7) % 7, day - ((day + 3) % 7 + 7) % 7 + 7),
+                    (date_trunc('month', (date '1970-01-01' + day)::timestamp)::date - date '1970-01-01',
+                     (date_trunc('month', (date '1970-01-01' + day)::timestamp) + interval '1 month')::date - date '1970-01-01')
+                ) AS p(period_start, period_end)
+                GROUP BY 1, 2, 3, 4, 5, 6, 7
+                ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, period_start, period_end, low)
+                DO UPDATE SET declarations = b.declarations + excluded.declarations, within_24h = b.within_24h + excluded.within_24h
             )
             INSERT INTO indicator_lateness_buckets AS b (ecosystem_id, partner_id, pallet_type_id, low, high, declarations)
             SELECT \(ecosystem), partner, pallet_type_id, (lateness_seconds >> s) << s, ((lateness_seconds >> s) << s) + (1::int8 << s),
@@ -350,8 +382,11 @@ extension Store {
         state.toDate = totals
         // The periods the rows may need (every day, week and month from the one holding each
         // relationship's earliest touched day to today; to-date too where declarations lie
-        // after `today`): their declaration figures and overdue notes, computed here.
+        // after `today`): their declaration figures and overdue notes, computed here. Weeks
+        // and months have histograms of their own (sql/0015); days and the to-date span
+        // are read from the declarations per day.
         var periodKeys: [RelationshipKey] = [], starts: [Int32] = [], ends: [Int32] = []
+        var calendar = PeriodList(), daily = PeriodList()
         for key in keys {
             let fromDay = pairs[key]!
             for kind in PeriodKind.allCases {
@@ -359,6 +394,7 @@ extension Store {
                 while start <= today {
                     let end = kind.end(startingAt: start)
                     periodKeys.append(key); starts.append(Int32(start)); ends.append(Int32(end))
+                    if kind == .day { daily.append(key, start, end) } else { calendar.append(key, start, end) }
                     start = end
                 }
             }
@@ -366,24 +402,33 @@ extension Store {
             state.firstDay[key] = firstDay
             if late.contains(key) {
                 periodKeys.append(key); starts.append(Int32(firstDay)); ends.append(Int32(today + 1))
+                daily.append(key, firstDay, today + 1)
             } else {
                 // The to-date row's notes (its declarations are in `toDate`).
                 periodKeys.append(key); starts.append(Int32.max); ends.append(Int32(today + 1))
             }
         }
+        func record(_ row: (UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64)) {
+            let (partner, type, start, end, count, median, p90, within) = row
+            var stats = DeclarationStats()
+            stats.declarations = count
+            stats.latenessMedianSeconds = median
+            stats.latenessP90Seconds = p90
+            stats.declaredWithin24h = within
+            state.periods[PeriodKey(key: RelationshipKey(partner: partner, palletType: type), start: Int(start), end: Int(end))] = stats
+        }
         // Nearest-rank percentiles over the counted values: the smallest value whose running
         // count reaches ceil(f x n) (f x n in float8, as IndicatorMath.percentile computes it).
         // Declarations sharing a lateness are counted, not expanded (a batch has thousands).
-        for try await (partner, type, start, end, count, median, p90, within) in try await connection.query("""
+        for try await row in try await connection.query("""
             WITH v AS (
                 SELECT p.partner, p.pallet_type, p.s, p.e, l.lateness_seconds, sum(l.declarations) AS n
-                FROM unnest(\(periodKeys.map(\.partner))::uuid[], \(periodKeys.map(\.palletType))::uuid[], \(starts)::int4[], \(ends)::int4[])
+                FROM unnest(\(daily.partners)::uuid[], \(daily.types)::uuid[], \(daily.starts)::int4[], \(daily.ends)::int4[])
                      AS p(partner, pallet_type, s, e)
                 CROSS JOIN LATERAL (
                     SELECT l.lateness_seconds, l.declarations FROM indicator_lateness l
                     WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = p.partner AND l.pallet_type_id = p.pallet_type
                       AND l.day >= p.s AND l.day < p.e AND l.declarations <> 0 OFFSET 0) l
-                WHERE p.s < 2147483647
                 GROUP BY 1, 2, 3, 4, 5
             ), c AS (
                 SELECT v.*, sum(n) OVER (PARTITION BY partner, pallet_type, s, e ORDER BY lateness_seconds) AS upto,
@@ -396,12 +441,51 @@ extension Store {
                    coalesce(sum(n) FILTER (WHERE lateness_seconds <= 86400), 0)::int8
             FROM c GROUP BY 1, 2, 3, 4
             """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64).self) {
-            var stats = DeclarationStats()
-            stats.declarations = count
-            stats.latenessMedianSeconds = median
-            stats.latenessP90Seconds = p90
-            stats.declaredWithin24h = within
-            state.periods[PeriodKey(key: RelationshipKey(partner: partner, palletType: type), start: Int(start), end: Int(end))] = stats
+            record(row)
+        }
+        // Weeks and months, as the to-date figures: each rank's bucket from the period's
+        // histogram, then the value among that bucket's declarations, read day by day
+        // through the primary key. The cost follows the buckets (a thousand at most per
+        // period), not the period's declarations.
+        for try await row in try await connection.query("""
+            WITH c AS (
+                SELECT p.partner, p.pallet_type, p.s, p.e, b.low, b.high, b.declarations AS n,
+                       sum(b.declarations) OVER (PARTITION BY p.partner, p.pallet_type, p.s, p.e ORDER BY b.low) AS upto,
+                       sum(b.declarations) OVER (PARTITION BY p.partner, p.pallet_type, p.s, p.e) AS total,
+                       sum(b.within_24h) OVER (PARTITION BY p.partner, p.pallet_type, p.s, p.e) AS within
+                FROM unnest(\(calendar.partners)::uuid[], \(calendar.types)::uuid[], \(calendar.starts)::int4[], \(calendar.ends)::int4[])
+                     AS p(partner, pallet_type, s, e)
+                JOIN indicator_period_lateness_buckets b
+                  ON b.ecosystem_id = \(ecosystem) AND b.partner_id = p.partner AND b.pallet_type_id = p.pallet_type
+                 AND b.period_start = p.s AND b.period_end = p.e AND b.declarations <> 0
+            ), q AS (
+                SELECT DISTINCT ON (c.partner, c.pallet_type, c.s, c.e, f.fraction)
+                       c.partner, c.pallet_type, c.s, c.e, c.total, c.within, f.fraction, c.low, c.high,
+                       greatest(1, ceil(c.total::float8 * f.fraction)) - (c.upto - c.n)::float8 AS within_rank
+                FROM c CROSS JOIN (VALUES (0.5::float8), (0.9::float8)) AS f(fraction)
+                WHERE c.upto >= greatest(1, ceil(c.total::float8 * f.fraction))
+                ORDER BY c.partner, c.pallet_type, c.s, c.e, f.fraction, c.low
+            ), v AS (
+                SELECT q.*,
+                       (SELECT y.lateness_seconds FROM (
+                            SELECT x.lateness_seconds, sum(x.n) OVER (ORDER BY x.lateness_seconds) AS upto FROM (
+                                SELECT l.lateness_seconds, sum(l.declarations) AS n
+                                FROM generate_series(q.s, q.e - 1) AS d(day)
+                                CROSS JOIN LATERAL (
+                                    SELECT l.lateness_seconds, l.declarations FROM indicator_lateness l
+                                    WHERE l.ecosystem_id = \(ecosystem) AND l.partner_id = q.partner AND l.pallet_type_id = q.pallet_type
+                                      AND l.day = d.day AND l.lateness_seconds >= q.low AND l.lateness_seconds < q.high OFFSET 0) l
+                                GROUP BY 1) x) y
+                        WHERE y.upto >= q.within_rank
+                        ORDER BY y.lateness_seconds LIMIT 1) AS value
+                FROM q
+            )
+            SELECT partner, pallet_type, s::int8, e::int8, max(total)::int8,
+                   min(value) FILTER (WHERE fraction = 0.5::float8), min(value) FILTER (WHERE fraction = 0.9::float8),
+                   max(within)::int8
+            FROM v GROUP BY 1, 2, 3, 4
+            """, logger: logger).decode((UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64).self) {
+            record(row)
         }
         for try await (partner, type, end, count, quantity) in try await connection.query("""
             WITH e AS (

@@ -88,3 +88,49 @@ struct MigrationTests {
         #expect(statements[2].hasSuffix("SELECT \"odd;name\" FROM a"))
     }
 }
+
+@Suite("Upgrading to the period lateness histograms")
+struct PeriodHistogramUpgradeTests {
+    @Test("migration 15 derives the week and month histograms from the lateness already counted")
+    func derivesHistograms() async throws {
+        let settings = try await TestDatabase.shared.emptyDatabase()
+        try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
+            try await Migrator(migrations: Migration.all.filter { $0.version <= 14 }).migrate(client, logger: TestDatabase.logger)
+            // One relationship's own declarations, as the state at schema 14 counts them:
+            // (UTC day number, lateness in seconds, declarations). Day 20775 is Wednesday
+            // 2026-11-18, 20787 Monday 2026-11-30, 20788 Tuesday 2026-12-01.
+            let counted: [(Int, Int64, Int64)] = [(20775, 100, 2), (20775, 5_000, 1), (20775, 90_000, 3),
+                                                   (20787, 86_401, 1), (20788, 86_400, 1)]
+            let ecosystem = UUID(), partner = UUID(), type = UUID()
+            for (day, lateness, declarations) in counted {
+                try await client.query("""
+                    INSERT INTO indicator_lateness (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds, declarations)
+                    VALUES (\(ecosystem), \(partner), \(type), \(day), \(lateness), \(declarations))
+                    """, logger: TestDatabase.logger)
+            }
+            #expect(try await Migrator().migrate(client, logger: TestDatabase.logger).contains(15))
+            struct Bucket: Hashable { var start, end: Int; var low, high, declarations, within: Int64 }
+            var buckets: Set<Bucket> = []
+            for try await (start, end, low, high, declarations, within) in try await client.query("""
+                SELECT period_start, period_end, low, high, declarations, within_24h FROM indicator_period_lateness_buckets
+                WHERE ecosystem_id = \(ecosystem) AND partner_id = \(partner) AND pallet_type_id = \(type)
+                """, logger: TestDatabase.logger).decode((Int, Int, Int64, Int64, Int64, Int64).self) {
+                buckets.insert(Bucket(start: start, end: end, low: low, high: high, declarations: declarations, within: within))
+            }
+            // Buckets: exact below 128 s; 5,000 s has 13 bits, so width 2^6 from 78 x 64 = 4,992;
+            // 86,400 to 90,000 s have 17 bits, width 2^10: 86,400 and 86,401 fall in
+            // [86,016, 87,040), 90,000 in [89,088, 90,112). Within 24 h: lateness <= 86,400.
+            let week1 = (20773, 20780), november = (20758, 20788), week2 = (20787, 20794), december = (20788, 20819)
+            func b(_ period: (Int, Int), _ low: Int64, _ high: Int64, _ declarations: Int64, _ within: Int64) -> Bucket {
+                Bucket(start: period.0, end: period.1, low: low, high: high, declarations: declarations, within: within)
+            }
+            #expect(buckets == [
+                b(week1, 100, 101, 2, 2), b(week1, 4_992, 5_056, 1, 1), b(week1, 89_088, 90_112, 3, 0),
+                b(november, 100, 101, 2, 2), b(november, 4_992, 5_056, 1, 1), b(november, 89_088, 90_112, 3, 0),
+                b(november, 86_016, 87_040, 1, 0),
+                b(week2, 86_016, 87_040, 2, 1),
+                b(december, 86_016, 87_040, 1, 1),
+            ])
+        }
+    }
+}

@@ -298,6 +298,34 @@ struct LedgerAPITests {
         }
     }
 
+    @Test("the CSV export streams every movement across pages of 1,000, each once")
+    func csvExportAcrossPages() async throws {
+        try await withAPI { api, fixture, _ in
+            var ids: [String] = []
+            var pallets = 0
+            for (batch, count) in [1_000, 1_000, 503].enumerated() {
+                let items = (0..<count).map { k in Self.pickup(fixture, quantity: 1 + k % 9, exchanged: 0, hours: Double(k % 50) + 1) }
+                pallets += (0..<count).reduce(0) { $0 + 1 + $1 % 9 }
+                let response = try await api.post("\(fixture.base)/movements/batch", token: fixture.carrier.token,
+                                                  json: ["movements": items], key: "pages-\(batch)")
+                #expect(response.status == .created, "\(response.text)")
+                ids += ((response.json["items"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+            }
+            #expect(ids.count == 2_503)
+            let exported = try await api.get("\(fixture.base)/movements/export", token: fixture.shipper.token)
+            #expect(exported.status == .ok)
+            let lines = exported.text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+            #expect(lines.first == MovementCSV.columns.joined(separator: ","))
+            let rows = lines.dropFirst().map { $0.components(separatedBy: ",") }
+            #expect(rows.count == 2_503)
+            let references = rows.map { $0[0] }
+            #expect(Set(references).count == rows.count, "a movement exported twice")
+            #expect(Set(references) == Set(ids))
+            let quantity = try #require(MovementCSV.columns.firstIndex(of: "quantity"))
+            #expect(rows.reduce(0) { $0 + (Int($1[quantity]) ?? 0) } == pallets)
+        }
+    }
+
     @Test("CSV export then import round-trips the movements")
     func csvRoundTrip() async throws {
         try await withAPI { api, fixture, store in

@@ -48,3 +48,12 @@ FROM (
 CROSS JOIN LATERAL (VALUES (day - ((day + 3) % 7 + 7) % 7, day - ((day + 3) % 7 + 7) % 7 + 7),
                            (month_start, month_end)) AS p(period_start, period_end)
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+-- The same updates count each touched relationship's overdue pallet notes for every period
+-- end they write: through pallet_notes_issuer_idx that read every note the partner ever
+-- issued, for every end (1.0 s of a 1.9 s update at 10M movements, 555,532 notes). Only
+-- outstanding notes count, and each end needs those due before it: a partial index on
+-- them, ordered by due date and carrying what is counted, is read alone.
+CREATE INDEX pallet_notes_outstanding_idx ON pallet_notes (ecosystem_id, issuer_id, pallet_type_id, due_date)
+    INCLUDE (issue_date, quantity, redeemed_quantity)
+    WHERE NOT cancelled AND quantity > redeemed_quantity;

@@ -259,6 +259,15 @@ struct WorkerTests {
             }
             let first = try await batch(fixture.carrier.token, "b1", items(45, 1, carrier))
             _ = try await batch(fixture.otherCarrier.token, "b2", items(20, 2, other))
+            // Pallet notes the carrier issued, due around `today`: each period end counts
+            // those due before its last day (one due the day before, one on it, one after).
+            for (k, dueAgo) in [12, 5, 2, 1, 0, -3].enumerated() {
+                let note = try await api.post("\(fixture.base)/pallet-notes", token: fixture.shipper.token, json: [
+                    "issuerId": fixture.carrier.id.lower, "holderId": fixture.shipper.id.lower, "palletType": "EPAL1",
+                    "quantity": 2 + k, "issueDate": Instant.date(ofDay: today - 20), "dueDate": Instant.date(ofDay: today - dueAgo),
+                ])
+                #expect(note.status == .created, "\(note.text)")
+            }
             try await engine.update(ecosystem: fixture.ecosystem, today: today)
             // A contest of a counted delivery, a reversal of a counted pickup, and more declarations.
             let delivery = try #require(first.dropFirst().first)

@@ -429,7 +429,8 @@ extension Store {
         // after `today`): their declaration figures and overdue notes, computed here. Weeks
         // and months have histograms of their own (sql/0015); days and the to-date span
         // are read from the declarations per day.
-        var periodKeys: [RelationshipKey] = [], starts: [Int32] = [], ends: [Int32] = []
+        // Every period end of every relationship, for the overdue notes.
+        var periodKeys: [RelationshipKey] = [], ends: [Int32] = []
         var calendar = PeriodList(), daily = PeriodList()
         for key in keys {
             let fromDay = pairs[key]!
@@ -437,20 +438,17 @@ extension Store {
                 var start = kind.start(of: fromDay)
                 while start <= today {
                     let end = kind.end(startingAt: start)
-                    periodKeys.append(key); starts.append(Int32(start)); ends.append(Int32(end))
+                    periodKeys.append(key); ends.append(Int32(end))
                     if kind == .day { daily.append(key, start, end) } else { calendar.append(key, start, end) }
                     start = end
                 }
             }
             let firstDay = min(state.facts[key]?.map(\.day).min() ?? today, state.firstActivityDay[key] ?? today)
             state.firstDay[key] = firstDay
-            if late.contains(key) {
-                periodKeys.append(key); starts.append(Int32(firstDay)); ends.append(Int32(today + 1))
-                daily.append(key, firstDay, today + 1)
-            } else {
-                // The to-date row's notes (its declarations are in `toDate`).
-                periodKeys.append(key); starts.append(Int32.max); ends.append(Int32(today + 1))
-            }
+            // The to-date row: its notes always; its declarations here only where some lie
+            // after `today` (otherwise they are in `toDate`).
+            periodKeys.append(key); ends.append(Int32(today + 1))
+            if late.contains(key) { daily.append(key, firstDay, today + 1) }
         }
         func record(_ row: (UUID, UUID, Int64, Int64, Int64, Int64?, Int64?, Int64)) {
             let (partner, type, start, end, count, median, p90, within) = row

@@ -36,6 +36,7 @@ public final class DatabaseClient: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let spawn: (stream: AsyncStream<Pool>, continuation: AsyncStream<Pool>.Continuation)
+    private let watched = Mutex(WatchedLeases())
 
     final class Pool: Sendable {
         let client: PostgresClient
@@ -113,15 +114,23 @@ public final class DatabaseClient: Sendable {
             // waiting -> leased (the body runs to its end) or timedOut (the body never runs).
             let phase = PhaseBox()
             do {
-                return try await withThrowingTaskGroup(of: Result?.self) { group in
+                // The lease waits in a child task: the watch cancels that wait alone.
+                return try await withThrowingTaskGroup(of: Result.self) { group in
                     group.addTask {
-                        try await pool.client.withConnection { connection in
+                        let waiter = self.watch { phase.value.withLock { phase in
+                            guard phase == .waiting else { return false }
+                            phase = .timedOut
+                            return true
+                        } }
+                        defer { self.unwatch(waiter) }
+                        return try await pool.client.withConnection { connection in
                             let proceed = phase.value.withLock { phase in
                                 guard phase == .waiting else { return false }
                                 phase = .leased
                                 return true
                             }
                             guard proceed else { throw DatabaseUnavailable("no database connection within the lease deadline") }
+                            self.unwatch(waiter)
                             self.leased(pool)
                             pool.inFlight.add(1, ordering: .relaxed)
                             defer { pool.inFlight.subtract(1, ordering: .relaxed) }
@@ -139,23 +148,8 @@ public final class DatabaseClient: Sendable {
                             }
                         }
                     }
-                    group.addTask {
-                        guard await self.expires() else { return nil }
-                        let expired = phase.value.withLock { phase in
-                            guard phase == .waiting else { return false }
-                            phase = .timedOut
-                            return true
-                        }
-                        if expired { throw DatabaseUnavailable("no database connection within \(self.leaseTimeout)") }
-                        return nil
-                    }
-                    while let next = try await group.next() {
-                        if let result = next {
-                            group.cancelAll()
-                            return result
-                        }
-                    }
-                    throw DatabaseUnavailable("the lease ended without a result")
+                    guard let result = try await group.next() else { throw DatabaseUnavailable("the lease ended without a result") }
+                    return result
                 }
             } catch {
                 throw translated(error, timedOut: phase.value.withLock { $0 == .timedOut })
@@ -240,21 +234,14 @@ public final class DatabaseClient: Sendable {
         await pool.untilStarted()
         let expired = FlagBox()
         do {
-            let value = try await withThrowingTaskGroup(of: Value?.self) { group in
-                group.addTask { try await operation(pool.client) }
+            let value = try await withThrowingTaskGroup(of: Value.self) { group in
                 group.addTask {
-                    if await self.expires() { expired.value.store(true, ordering: .relaxed) }
-                    return nil
+                    let waiter = self.watch { !expired.value.exchange(true, ordering: .relaxed) }
+                    defer { self.unwatch(waiter) }
+                    return try await operation(pool.client)
                 }
-                // The operation's outcome, whether or not the timer fired first.
-                while let next = try await group.next() {
-                    if let value = next {
-                        group.cancelAll()
-                        return value
-                    }
-                    group.cancelAll()
-                }
-                throw DatabaseUnavailable("the statement ended without a result")
+                guard let value = try await group.next() else { throw DatabaseUnavailable("the statement ended without a result") }
+                return value
             }
             leased(pool)
             return value
@@ -263,23 +250,64 @@ public final class DatabaseClient: Sendable {
         }
     }
 
-    /// Waits until a lease waiting since now should be given up, or the task is cancelled
-    /// (false). Given up: at once when the database is known down; after `leaseTimeout`
-    /// when the pool has leased nothing for that long (a pool that leases is only busy:
-    /// its requests wait their turn, up to `busyLimit`).
-    private func expires() async -> Bool {
-        let start = ContinuousClock.now
-        while !Task.isCancelled {
+    // MARK: The lease deadline
+
+    /// Watches the calling task, a lease waiting since now: once it should be given up
+    /// (`expired`), `expire` is called and, when it returns true, the task is cancelled.
+    /// Called from the task that waits, which must `unwatch` before it ends.
+    ///
+    /// One timer checks every waiting lease every 50 ms and runs only while some wait. A
+    /// timer per lease (a second child task sleeping beside each one) cost the daemon about
+    /// 8% of its CPU during B1, as every `Task.sleep` goes through libdispatch's timer
+    /// thread and fires once more after the lease (docs/performance.md, change 25).
+    private func watch(expire: @escaping @Sendable () -> Bool) -> UInt64 {
+        let task = withUnsafeCurrentTask { $0 }
+        let (id, startTimer) = watched.withLock { watched -> (UInt64, Bool) in
+            watched.next &+= 1
+            watched.waiters[watched.next] = Waiter(since: .now, task: task, expire: expire)
+            defer { watched.timing = true }
+            return (watched.next, !watched.timing)
+        }
+        if startTimer {
+            Task { await self.checkWaiters() }
+        }
+        return id
+    }
+
+    private func unwatch(_ id: UInt64) {
+        _ = watched.withLock { $0.waiters.removeValue(forKey: id) }
+    }
+
+    /// Gives up the leases that have waited too long (see `expired`), every 50 ms, until
+    /// none waits.
+    private func checkWaiters() async {
+        while true {
+            try? await Task.sleep(for: .milliseconds(50))
             let (down, lastLease) = state.withLock { ($0.down, $0.lastLease) }
             let now = ContinuousClock.now
-            if down { return true }
-            if start.duration(to: now) >= leaseTimeout,
-               lastLease.duration(to: now) >= leaseTimeout || start.duration(to: now) >= busyLimit {
-                return true
+            let more = watched.withLock { watched -> Bool in
+                for (id, waiter) in watched.waiters
+                where expired(since: waiter.since, now: now, down: down, lastLease: lastLease) {
+                    watched.waiters[id] = nil
+                    // Under the lock: the task unwatches (under it too) before it ends,
+                    // so it is still alive here.
+                    if waiter.expire() { waiter.task?.cancel() }
+                }
+                if watched.waiters.isEmpty { watched.timing = false }
+                return watched.timing
             }
-            try? await Task.sleep(for: .milliseconds(50))
+            if !more { return }
         }
-        return false
+    }
+
+    /// A lease waiting since `since` is given up at once when the database is known down;
+    /// after `leaseTimeout` when the pool has leased nothing for that long (a pool that
+    /// leases is only busy: its requests wait their turn, up to `busyLimit`).
+    private func expired(since: ContinuousClock.Instant, now: ContinuousClock.Instant, down: Bool,
+                         lastLease: ContinuousClock.Instant) -> Bool {
+        if down { return true }
+        return since.duration(to: now) >= leaseTimeout
+            && (lastLease.duration(to: now) >= leaseTimeout || since.duration(to: now) >= busyLimit)
     }
 
     private func currentPool() throws -> Pool {
@@ -435,6 +463,21 @@ private enum LeasePhase: Sendable, Equatable {
 
 private final class PhaseBox: Sendable {
     let value = Mutex<LeasePhase>(.waiting)
+}
+
+/// A lease waiting for a connection, as the lease watch sees it.
+private struct Waiter: @unchecked Sendable {
+    let since: ContinuousClock.Instant
+    /// Used only while the lease is watched: the task unwatches itself before it ends.
+    let task: UnsafeCurrentTask?
+    let expire: @Sendable () -> Bool
+}
+
+private struct WatchedLeases: Sendable {
+    var waiters: [UInt64: Waiter] = [:]
+    var next: UInt64 = 0
+    /// The timer runs (`checkWaiters`).
+    var timing = false
 }
 
 private final class FlagBox: Sendable {

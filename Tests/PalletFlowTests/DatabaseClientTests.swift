@@ -37,6 +37,66 @@ struct DatabaseClientTests {
         }
     }
 
+    @Test("a lease behind a pool that leases nothing is given up after the deadline; behind a pool that keeps leasing, it waits its turn")
+    func leaseDeadline() async throws {
+        let settings = try await TestDatabase.shared.freshDatabase().withMaximumConnections(1)
+        let runtime = DatabaseRuntime(settings: settings, cluster: nil)
+        try await runtime.withClient(logger: TestDatabase.logger) { client in
+            let database = DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(1))
+            // The pool's one connection, held 2.5 s by a single lease: for over a second
+            // the pool leases nothing, so the lease behind it is given up.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let holding = AsyncStream<Void>.makeStream()
+                group.addTask {
+                    try await database.withConnection { _ in
+                        holding.continuation.yield()
+                        try await Task.sleep(for: .milliseconds(2_500))
+                    }
+                }
+                for await _ in holding.stream { break }
+                // Two leases wait meanwhile, one through each path of the client.
+                let began = ContinuousClock.now
+                await withTaskGroup(of: Void.self) { waiting in
+                    waiting.addTask {
+                        _ = await #expect(throws: DatabaseUnavailable.self) {
+                            try await database.withConnection { _ in 1 }
+                        }
+                    }
+                    waiting.addTask {
+                        _ = await #expect(throws: DatabaseUnavailable.self) {
+                            _ = try await database.query("SELECT 1").collect()
+                        }
+                    }
+                }
+                // Not before the deadline.
+                #expect(began.duration(to: .now) >= .seconds(1))
+                try await group.waitForAll()
+            }
+            // The same wait on a pool that keeps leasing: 12 leases of 250 ms one after
+            // another through the one connection, 3 s in all, each waiting past the
+            // deadline for the ones before it, all served.
+            let began = ContinuousClock.now
+            let served = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<12 {
+                    group.addTask {
+                        try await database.withConnection { connection in
+                            try await Task.sleep(for: .milliseconds(250))
+                            let query: PostgresQuery = "SELECT \(index)::int8"
+                            var answer = -1
+                            for try await value in try await connection.query(query, logger: TestDatabase.logger).decode(Int.self) {
+                                answer = value
+                            }
+                            return answer
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(served.sorted() == Array(0..<12))
+            #expect(began.duration(to: .now) >= .seconds(3))
+        }
+    }
+
     @Test("statements that write are recognised, reads are not")
     func writeDetection() {
         #expect(DatabaseClient.writes("UPDATE jobs SET state = 'done' WHERE id = $1"))

@@ -257,8 +257,8 @@ public final class DatabaseClient: Sendable {
     /// Called from the task that waits, which must `unwatch` before it ends.
     ///
     /// One timer checks every waiting lease every 50 ms and runs only while some wait. A
-    /// timer per lease (a second child task sleeping beside each one) cost the daemon about
-    /// 8% of its CPU during B1, as every `Task.sleep` goes through libdispatch's timer
+    /// timer per lease (a second child task sleeping beside each one) cost the daemon about a
+    /// tenth of its CPU during B1, as every `Task.sleep` goes through libdispatch's timer
     /// thread and fires once more after the lease (docs/performance.md, change 25).
     private func watch(expire: @escaping @Sendable () -> Bool) -> UInt64 {
         let task = withUnsafeCurrentTask { $0 }

@@ -285,11 +285,15 @@ extension Store {
                 SET first_day = least(a.first_day, excluded.first_day), declarations = a.declarations + excluded.declarations,
                     within_24h = a.within_24h + excluded.within_24h, last_day = greatest(a.last_day, excluded.last_day)
             ), own AS (
+                -- The inserts below go in key order, so a relationship's rows lie on few
+                -- pages (sql/0016): a build hashed them all over the table, one page per
+                -- row read back by every update (docs/performance.md, change 26).
                 SELECT partner, pallet_type_id, day, lateness_seconds, count(*)::int8 AS declarations
                 FROM d WHERE by_partner GROUP BY 1, 2, 3, 4
             ), days AS (
                 INSERT INTO indicator_lateness AS x (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds, declarations)
                 SELECT \(ecosystem), partner, pallet_type_id, day, lateness_seconds, declarations FROM own
+                ORDER BY 2, 3, 4, 5
                 ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, day, lateness_seconds)
                 DO UPDATE SET declarations = x.declarations + excluded.declarations
             ), shift AS (
@@ -312,6 +316,7 @@ extension Store {
                      (date_trunc('month', (date '1970-01-01' + day)::timestamp) + interval '1 month')::date - date '1970-01-01')
                 ) AS p(period_start, period_end)
                 GROUP BY 1, 2, 3, 4, 5, 6, 7
+                ORDER BY 2, 3, 4, 5, 6
                 ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, period_start, period_end, low)
                 DO UPDATE SET declarations = b.declarations + excluded.declarations, within_24h = b.within_24h + excluded.within_24h
             )
@@ -319,6 +324,7 @@ extension Store {
             SELECT \(ecosystem), partner, pallet_type_id, (lateness_seconds >> s) << s, ((lateness_seconds >> s) << s) + (1::int8 << s),
                    sum(declarations)::int8
             FROM shift GROUP BY 1, 2, 3, 4, 5
+            ORDER BY 2, 3, 4
             ON CONFLICT (ecosystem_id, partner_id, pallet_type_id, low) DO UPDATE SET declarations = b.declarations + excluded.declarations
             """, logger: logger)
     }

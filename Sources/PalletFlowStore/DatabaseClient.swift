@@ -170,29 +170,51 @@ public final class DatabaseClient: Sendable {
     }
 
     /// One statement on a connection leased within the deadline. A statement that writes
-    /// runs in an explicit transaction and returns once COMMIT has completed: in the
-    /// extended query protocol PostgreSQL sends CommandComplete before it commits an
-    /// implicit transaction (at Sync), so a crash in between would lose a write already
-    /// answered 2xx; COMMIT completes only once the transaction is durable. Its rows are
-    /// then read before it returns; a read's rows stream after it returns (the connection
-    /// goes back to the pool when they are read).
+    /// returns its rows once PostgreSQL has committed it (`committed(on:)`): in the extended
+    /// query protocol PostgreSQL sends CommandComplete before it commits an implicit
+    /// transaction (at Sync), so a crash in between would lose a write already answered 2xx.
+    /// A read's rows stream after it returns (the connection goes back to the pool when they
+    /// are read).
     @discardableResult
     public func query(_ query: PostgresQuery, logger: Logger? = nil,
                       file: String = #fileID, line: Int = #line) async throws -> DatabaseRows {
         if Self.writes(query.sql) {
             let logger = logger ?? self.logger
             let rows = try await withConnection { connection in
-                do {
-                    return try await connection.withTransaction(logger: logger) { connection in
-                        try await connection.query(query, logger: logger, file: file, line: line).collect()
-                    }
-                } catch let error as PostgresTransactionError {
-                    throw error.closureError ?? error.beginError ?? error.commitError ?? error
-                }
+                let rows = try await connection.query(query, logger: logger, file: file, line: line).collect()
+                try await Self.committed(on: connection, logger: logger)
+                return rows
             }
             return DatabaseRows(rows)
         }
         return DatabaseRows(try await bounded { client in try await client.query(query, logger: logger, file: file, line: line) })
+    }
+
+    /// Returns once PostgreSQL has committed the implicit transaction of the statement run
+    /// before on `connection`, and throws if it cannot say so.
+    ///
+    /// postgres-nio completes a statement at CommandComplete; PostgreSQL commits the
+    /// statement's implicit transaction afterwards, at Sync, and sends ReadyForQuery once
+    /// the commit is durable (`synchronous_commit = on`). postgres-nio sends a connection's
+    /// next statement only after that ReadyForQuery, so the answer to this one is the proof
+    /// of the commit. A commit that fails (a crash: PostgreSQL flushes the pending
+    /// CommandComplete as it dies; an error at commit) closes the connection, and this
+    /// throws. One round trip after the statement, where BEGIN and COMMIT around it took
+    /// two (docs/performance.md, change 27).
+    public static func committed(on connection: PostgresConnection, logger: Logger) async throws {
+        let proof: EventLoopFuture<PostgresQueryResult> = connection.query("SELECT 1", logger: logger)
+        // postgres-nio 1.33 drops a statement written to a connection whose channel has
+        // already closed, and never answers it. The write above is queued on the
+        // connection's event loop, so this check runs after it: if the connection is closed
+        // by then, the statement may never be answered, and the commit is unconfirmed.
+        let answered = connection.eventLoop.makePromise(of: Void.self)
+        proof.whenComplete { answered.completeWith($0.map { _ in () }) }
+        connection.eventLoop.execute {
+            if connection.isClosed {
+                answered.fail(DatabaseUnavailable("the connection closed before PostgreSQL confirmed the commit"))
+            }
+        }
+        try await answered.futureResult.get()
     }
 
     /// True when the SQL may write (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, also inside

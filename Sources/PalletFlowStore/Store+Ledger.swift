@@ -110,11 +110,13 @@ extension Store {
             if let connection {
                 outcome = try await execute(connection)
             } else {
-                // An explicit transaction, not an implicit one: in the extended query protocol
-                // PostgreSQL sends CommandComplete before it commits an implicit transaction
-                // (at Sync), so a crash in between would lose a write already answered 201.
-                // COMMIT completes only once the transaction is durable.
-                outcome = try await transaction { connection in try await execute(connection) }
+                // The statement is its own transaction; the answer waits for its commit
+                // (`committed(on:)`), or a crash in between would lose a write answered 201.
+                outcome = try await client.withConnection { connection in
+                    let outcome = try await execute(connection)
+                    try await DatabaseClient.committed(on: connection, logger: logger)
+                    return outcome
+                }
             }
         } catch let error as PSQLError where error.sqlState == SQLState.uniqueViolation {
             if error.constraintName == "pallet_notes_serial_key" {

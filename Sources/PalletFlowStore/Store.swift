@@ -26,8 +26,8 @@ public struct Store: Sendable {
 
 extension Store {
     /// A transaction whose errors come out as thrown inside it (postgres-nio wraps them).
-    /// COMMIT completes once the transaction is durable: every write answered 2xx goes
-    /// through here (see `write`).
+    /// COMMIT completes once the transaction is durable. Writes answered 2xx go through
+    /// here, or are single statements whose commit `DatabaseClient.committed(on:)` proves.
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {

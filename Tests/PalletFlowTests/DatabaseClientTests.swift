@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PalletFlowCore
 @testable import PalletFlowStore
 import PostgresNIO
 import Testing
@@ -111,8 +112,7 @@ struct DatabaseClientTests {
     func writesReturnTheirRows() async throws {
         try await withFreshStore { store in
             let created = try await store.createEcosystem(name: "Durable", shipperName: "Shipper", shipperPGLN: nil)
-            // Runs in its own transaction (BEGIN, the statement, COMMIT): its RETURNING rows
-            // are read inside it and handed back once COMMIT has completed.
+            // Its RETURNING rows are read, then handed back once PostgreSQL has committed.
             var names: [String] = []
             for try await name in try await store.client.query("""
                 UPDATE ecosystems SET name = name || ' network' WHERE id = \(created.ecosystem.id) RETURNING name
@@ -126,6 +126,66 @@ struct DatabaseClientTests {
                 try await store.client.query("UPDATE ecosystems SET name = NULL WHERE id = \(created.ecosystem.id)")
             }
             #expect(try await store.ecosystem(created.ecosystem.id)?.name == "Durable network")
+        }
+    }
+
+    /// A deferred constraint trigger that refuses every commit of a transaction that
+    /// inserted into `table`: PostgreSQL runs it at commit, after it has sent the
+    /// statement's CommandComplete, as a crash in the middle of the commit would.
+    func refuseCommits(insertingInto table: String, _ store: Store) async throws {
+        try await store.client.query("""
+            CREATE OR REPLACE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'commit refused by the test'; END $$
+            """)
+        try await store.client.query(PostgresQuery(unsafeSQL: """
+            CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON \(table)
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit()
+            """))
+    }
+
+    @Test("a write is answered only once PostgreSQL has committed it: a commit that fails after the statement completed fails the write, and nothing is written")
+    func writesAnswerAfterTheirCommit() async throws {
+        try await withFreshStore { store in
+            let fixture = try await Fixture.make(store)
+            // A declaration (Store.post): a transfer of 12 EPAL from the shipper to the carrier.
+            let declaration = MovementDeclaration(
+                kind: .transfer, eventTime: Instant.now(),
+                from: PartyAtSite(party: fixture.shipper.id, site: fixture.shipper.site),
+                to: PartyAtSite(party: fixture.carrier.id, site: fixture.carrier.site),
+                lines: [MovementLine(palletType: fixture.epal, quality: .a, quantity: 12)])
+            func post() async throws -> PostOutcome {
+                try await store.post(ecosystem: fixture.ecosystem, by: fixture.shipper.id, [MovementToPost(
+                    id: newID(), declaration: declaration, declarer: fixture.shipper.id, counterparty: fixture.carrier.id,
+                    recordTime: Instant.now(), postings: LedgerRules.postings(for: declaration), confirmed: true)],
+                    idempotency: nil)
+            }
+            func count(_ table: String) async throws -> Int64 {
+                var total: Int64 = -1
+                for try await n in try await store.client.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"))
+                    .decode(Int64.self) { total = n }
+                return total
+            }
+            try await refuseCommits(insertingInto: "ledger_entries", store)
+            await #expect(throws: (any Error).self, "a declaration whose commit failed must not be answered as posted") {
+                _ = try await post()
+            }
+            #expect(try await count("movements") == 0)
+            #expect(try await count("ledger_entries") == 0)
+            // The same through DatabaseClient.query, the path of the other single-statement writes.
+            try await store.client.query("CREATE TABLE commit_probe (n int)")
+            try await refuseCommits(insertingInto: "commit_probe", store)
+            await #expect(throws: (any Error).self, "a write whose commit failed must not be answered") {
+                try await store.client.query("INSERT INTO commit_probe VALUES (1) RETURNING n")
+            }
+            #expect(try await count("commit_probe") == 0)
+            // Once commits go through again, both answer, and the ledger holds the transfer.
+            try await store.client.query("DROP TRIGGER refuse_commit ON ledger_entries")
+            try await store.client.query("DROP TRIGGER refuse_commit ON commit_probe")
+            #expect(try await post() == .posted)
+            try await store.client.query("INSERT INTO commit_probe VALUES (1)")
+            #expect(try await count("commit_probe") == 1)
+            #expect(try await count("movements") == 1)
+            #expect(try await store.verifyLedger(ecosystem: fixture.ecosystem).holds)
         }
     }
 }

@@ -1,7 +1,7 @@
 -- B1-limit: what the daemon sends PostgreSQL for one declaration (a carrier's delivery to
 -- a consignee site with a shortfall of 3), run by pgbench -M prepared, like the daemon: the
 -- token lookup of Store.authenticate (which the daemon caches: pgbench does it every time)
--- and, in BEGIN ... COMMIT, the single statement of Store.post
+-- and the single statement of Store.post
 -- (Sources/PalletFlowStore/Store+Ledger.swift), with the same
 -- CTE, the same rows written and the same locks. Differences, all cheaper or equal for
 -- the daemon: values the daemon computes in Swift (the token's SHA-256, the movement id,
@@ -17,9 +17,6 @@ JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
 JOIN organisations o ON o.id = m.organisation_id
 WHERE t.token_hash = sha256(convert_to('pft_' || rpad('b' || :seed::text || '-carrier-' || :c::int, 43, 'x'), 'UTF8'))
   AND t.revoked_at IS NULL AND m.active;
--- Store.post runs its statement in an explicit transaction (COMMIT answers only once the
--- write is durable), so does this script.
-BEGIN;
 WITH v AS (
     SELECT md5('palletflow-bench' || ':' || :seed::text || ':' || 'carrier' || ':' || :c::int)::uuid AS carrier,
            md5('palletflow-bench' || ':' || :seed::text || ':' || 'customer' || ':' || ((:s::int - 1) / 10 + 1))::uuid AS customer,
@@ -135,4 +132,7 @@ SELECT (SELECT count(*) FROM key)::int8, (SELECT count(*) FROM mv)::int8, (SELEC
 FROM v
 LEFT JOIN idempotency_keys k
   ON k.ecosystem_id = :eco::uuid AND k.membership_id = v.carrier AND k.key = v.key;
-COMMIT;
+-- Store.post answers once PostgreSQL has committed the statement's implicit transaction: it
+-- sends one more statement on the connection, which PostgreSQL reads only after that commit
+-- (DatabaseClient.committed(on:)). So does this script.
+SELECT 1;

@@ -10,7 +10,12 @@ actor TestDatabase {
     static let shared = TestDatabase()
     static let logger: Logger = {
         var logger = Logger(label: "palletflow-tests")
-        logger.logLevel = ProcessInfo.processInfo.environment["PALLETFLOW_TEST_LOG"] == "1" ? .info : .critical
+        // PALLETFLOW_TEST_LOG=1 shows what the store logs; =trace also postgres-nio's messages.
+        switch ProcessInfo.processInfo.environment["PALLETFLOW_TEST_LOG"] {
+        case "1": logger.logLevel = .info
+        case "trace": logger.logLevel = .trace
+        default: logger.logLevel = .critical
+        }
         return logger
     }()
 

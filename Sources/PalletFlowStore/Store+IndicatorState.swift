@@ -108,7 +108,7 @@ extension Store {
         compute: ([RelationshipKey: Int], IndicatorState) -> [IndicatorRow]
     ) async throws -> (relationships: Int, rows: Int, watermark: Int64) {
         let last = try await committedSeq(ecosystem: ecosystem)
-        return try await transaction { connection in
+        let (result, rebuilt) = try await transaction { connection in
             // Each statement reads what changed: compiling it to machine code (PostgreSQL's
             // JIT, above jit_above_cost) took 330 ms of a 1,008 ms statement at 1M movements
             // and never pays back here.
@@ -133,6 +133,7 @@ extension Store {
             } else {
                 try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: target, on: connection)
             }
+            let rebuilt = stateSeq == nil
             // Relationships whose rows are older than the state: from the lower of both watermarks.
             let pairs = try await changedRelationships(ecosystem: ecosystem, shipper: shipper, after: min(watermark, stateSeq ?? watermark),
                                                        upTo: target, on: connection)
@@ -147,7 +148,27 @@ extension Store {
                 UPDATE indicator_watermarks SET last_seq = \(target), state_seq = \(target), updated_at = now()
                 WHERE ecosystem_id = \(ecosystem)
                 """, logger: logger)
-            return (pairs.count, rows.count, target)
+            return ((pairs.count, rows.count, target), rebuilt)
+        }
+        if rebuilt { await settleIndicatorState() }
+        return result
+    }
+
+    /// After a build of the state, outside its transaction: VACUUM marks the new pages
+    /// all-visible, so the updates' index-only look-ups (`indicator_lateness_value_idx`)
+    /// stop visiting the table for each row, as they did until autovacuum came by (B5 at
+    /// 10M right after a build: 1.6 to 2.5 s, docs/performance.md, change 28).
+    /// The build is committed either way: a failure here (a statement limit) only leaves the
+    /// pages to autovacuum, as before.
+    func settleIndicatorState() async {
+        do {
+            try await client.query("""
+                VACUUM (ANALYZE) indicator_facts, indicator_activity, indicator_lateness, indicator_lateness_buckets,
+                                 indicator_period_lateness_buckets, indicator_contested
+                """, logger: logger)
+        } catch {
+            logger.warning("the indicator state was built, but not vacuumed: autovacuum will do it",
+                           metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 

@@ -186,7 +186,8 @@ extension Store {
     /// the movements only, not on the calendar, the notes or the contests a recompute refreshes).
     public func replaceIndicators(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], watermark: Int64?,
                                   replaceAll: Bool = false, stateFor shipper: UUID? = nil) async throws {
-        try await transaction { connection in
+        let rebuilt = try await transaction { connection in
+            var rebuilt = false
             if let shipper, let watermark {
                 // Updates hold this row while they move the state: wait for them.
                 try await connection.query("""
@@ -202,6 +203,7 @@ extension Store {
                     }
                 } else {
                     try await rebuildIndicatorState(ecosystem: ecosystem, shipper: shipper, upTo: watermark, on: connection)
+                    rebuilt = true
                 }
                 try await connection.query("""
                     UPDATE indicator_watermarks SET state_seq = greatest(coalesce(state_seq, 0), \(watermark)) WHERE ecosystem_id = \(ecosystem)
@@ -220,7 +222,9 @@ extension Store {
                         updated_at = now()
                     """, logger: logger)
             }
+            return rebuilt
         }
+        if rebuilt { await settleIndicatorState() }
     }
 
     func replaceIndicatorRows(ecosystem: UUID, pairs: [RelationshipKey: Int], rows: [IndicatorRow], replaceAll: Bool,

@@ -268,7 +268,21 @@ struct WorkerTests {
                 ])
                 #expect(note.status == .created, "\(note.text)")
             }
+            // The first update builds the state, then vacuums its tables (their pages marked
+            // all-visible for the next updates' index-only look-ups).
+            func vacuumedStateTables() async throws -> Int64 {
+                var count: Int64 = -1
+                for try await n in try await store.client.query("""
+                    SELECT count(*) FROM pg_stat_user_tables
+                    WHERE relname IN ('indicator_facts', 'indicator_activity', 'indicator_lateness', 'indicator_lateness_buckets',
+                                      'indicator_period_lateness_buckets', 'indicator_contested')
+                      AND last_vacuum IS NOT NULL
+                    """).decode(Int64.self) { count = n }
+                return count
+            }
+            #expect(try await vacuumedStateTables() == 0)
             try await engine.update(ecosystem: fixture.ecosystem, today: today)
+            #expect(try await vacuumedStateTables() == 6)
             // A contest of a counted delivery, a reversal of a counted pickup, and more declarations.
             let delivery = try #require(first.dropFirst().first)
             let contest = try await api.post("\(fixture.base)/movements/\(delivery)/contest", token: fixture.customer.token, json: [

@@ -43,10 +43,15 @@ public struct Migrator: Sendable {
         self.migrations = migrations
     }
 
+    /// On a pool the caller runs (the CLI, tests), a connection is waited for longer than a
+    /// request's 2 s: a migration is not in a hurry, and a fresh pool's first connection can
+    /// take seconds on a busy machine (a test run on two cores failed at 2 s).
+    static let callerPoolLeaseTimeout: Duration = .seconds(30)
+
     /// Applies what is missing; returns the versions applied now.
     @discardableResult
     public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
-        try await migrate(DatabaseClient(client, logger: logger), logger: logger)
+        try await migrate(DatabaseClient(client, logger: logger, leaseTimeout: Self.callerPoolLeaseTimeout), logger: logger)
     }
 
     /// Applies what is missing; returns the versions applied now.
@@ -87,7 +92,7 @@ public struct Migrator: Sendable {
 
     /// True when every migration of this binary is applied and unchanged.
     public func isUpToDate(_ client: PostgresClient, logger: Logger) async throws -> Bool {
-        try await isUpToDate(DatabaseClient(client, logger: logger), logger: logger)
+        try await isUpToDate(DatabaseClient(client, logger: logger, leaseTimeout: Self.callerPoolLeaseTimeout), logger: logger)
     }
 
     /// True when every migration of this binary is applied and unchanged.

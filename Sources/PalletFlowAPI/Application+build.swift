@@ -70,7 +70,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
     let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 databaseConnections: settings.databaseConnections)
-    try api.registerHandlers(on: RecordingTransport(router: router, table: routes))
+    try api.registerHandlers(on: RecordingTransport(router: router, table: routes, declarations: DeclarationRoute(api: api)))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
     WebApp(api: api, servesTLS: settings.tls != nil).register(on: router, table: routes)
     return router

@@ -134,7 +134,18 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             if String(describing: type(of: error)).contains("RuntimeError") {
                 let text = String(describing: error)
                 if text.contains("Idempotency-Key") { return idempotencyKeyRequired }
-                return .badRequest("The request could not be read: \(text)")
+                // The generated layer's own statuses for a body of the wrong type and for an
+                // Accept header this operation cannot satisfy.
+                switch (error as? any HTTPResponseConvertible)?.httpStatus {
+                case .unsupportedMediaType?:
+                    return Problem(.unsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+                                   detail: "\(text). Send the body with the Content-Type the API describes at /openapi.yaml.")
+                case .notAcceptable?:
+                    return Problem(.notAcceptable, "not-acceptable", "Not acceptable",
+                                   detail: "\(text). Accept the media type the API describes at /openapi.yaml, or send no Accept header.")
+                default:
+                    return .badRequest("The request could not be read: \(text)")
+                }
             }
             logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError

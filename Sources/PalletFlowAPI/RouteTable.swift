@@ -33,10 +33,12 @@ final class RouteTable: Sendable {
     }
 }
 
-/// Registers the generated handlers on the router and remembers what was registered.
+/// Registers the generated handlers on the router and remembers what was registered. The
+/// declaration route is served by `DeclarationRoute` instead of its generated handler.
 struct RecordingTransport<Context: RequestContext>: ServerTransport {
     let router: Router<Context>
     let table: RouteTable
+    let declarations: DeclarationRoute
 
     func register(
         _ handler: @escaping @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?),
@@ -44,6 +46,15 @@ struct RecordingTransport<Context: RequestContext>: ServerTransport {
         path: String
     ) throws {
         table.add(path: path, method: method)
-        router.register(handler, method: method, path: path)
+        guard method == DeclarationRoute.method, path == DeclarationRoute.path else {
+            router.register(handler, method: method, path: path)
+            return
+        }
+        let declarations = self.declarations
+        router.on(RouterPath(path), method: method) { request, context in
+            var parameters: [String: Substring] = [:]
+            for (name, value) in context.parameters { parameters[String(name)] = value }
+            return try await declarations.respond(request, parameters: parameters)
+        }
     }
 }

@@ -65,6 +65,51 @@ struct LedgerAPITests {
         }
     }
 
+    @Test("a declaration is read as the contract says; each refusal is a problem and writes nothing")
+    func declarationRequestChecks() async throws {
+        try await withAPI { api, fixture, store in
+            let path = "\(fixture.base)/movements"
+            let body = Self.pickup(fixture, quantity: 12, exchanged: 0)
+            let text = String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)
+            func refused(_ response: TestResponse, _ status: HTTPResponse.Status, _ slug: String, _ words: String) {
+                #expect(response.status == status, "\(response.text)")
+                #expect(response.headers[.contentType] == "application/problem+json")
+                #expect(response.problemType == "https://palletflow.dev/problems/\(slug)", "\(response.text)")
+                #expect(response.text.contains(words), "\(response.text)")
+            }
+            // An answer the client says it cannot read is refused before the write, not after it.
+            refused(try await api.request(.post, path, token: fixture.carrier.token, body: text,
+                                          headers: ["Idempotency-Key": "c-1", "Accept": "text/csv"]),
+                    .notAcceptable, "not-acceptable", "text/csv")
+            refused(try await api.request(.post, path, token: fixture.carrier.token, body: text, contentType: "text/plain",
+                                          headers: ["Idempotency-Key": "c-2"]),
+                    .unsupportedMediaType, "unsupported-media-type", "text/plain")
+            refused(try await api.request(.post, path, token: fixture.carrier.token, body: "{\"kind\": ",
+                                          headers: ["Idempotency-Key": "c-3"]),
+                    .badRequest, "malformed-request", "not valid JSON")
+            var noLines = body
+            noLines["lines"] = nil
+            let missing = try await api.post(path, token: fixture.carrier.token, json: noLines, key: "c-4")
+            refused(missing, .unprocessableContent, "validation", "lines")
+            #expect(missing.fieldErrors == ["lines"])
+            refused(try await api.post(path, token: fixture.carrier.token, json: body),
+                    .badRequest, "idempotency-key-required", "Idempotency-Key")
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).isEmpty)
+
+            // The same body, acceptable: posted once, answered as JSON with what was declared.
+            let posted = try await api.request(.post, path, token: fixture.carrier.token, body: text,
+                                               headers: ["Idempotency-Key": "c-5", "Accept": "application/json"])
+            #expect(posted.status == .created, "\(posted.text)")
+            #expect(posted.headers[.contentType] == "application/json; charset=utf-8")
+            #expect(posted.json["kind"] as? String == "pickup")
+            #expect(posted.json["declarerId"] as? String == fixture.carrier.id.lower)
+            #expect(((posted.json["lines"] as? [[String: Any]])?.first?["quantity"] as? Int) == 12)
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 1)
+            #expect(try await owed(api, fixture, fixture.carrier.id, to: fixture.shipper.id).balance == 12)
+            try await verify(store, fixture)
+        }
+    }
+
     @Test("a retry with the same key replays the first response byte for byte; another body is refused")
     func idempotency() async throws {
         try await withAPI { api, fixture, store in

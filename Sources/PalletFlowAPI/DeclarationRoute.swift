@@ -1,0 +1,62 @@
+import PalletFlowContract
+import Foundation
+import HTTPTypes
+import Hummingbird
+@_spi(Generated) import OpenAPIRuntime
+
+/// `POST /v1/ecosystems/{ecosystemId}/movements`, the hottest route (a carrier's TMS declares
+/// movements one by one), served without the generated layer's request and response
+/// conversions. Its answer is always the bytes the idempotency layer stored with the key
+/// (`BodyLimitMiddleware`), so the generated server encoding the same movement again, pretty
+/// printed, only to have it replaced, was work thrown away (docs/performance.md, change 29).
+///
+/// The request is read with the generated code's own converter calls, in the same order
+/// (path parameter, Idempotency-Key, Accept, Content-Type, JSON body), so every refusal is
+/// the one the generated layer gives, with one difference: an Accept header that excludes
+/// JSON is refused before anything is written (the generated server checked it after the
+/// write, answering an error for a movement it had posted).
+struct DeclarationRoute: Sendable {
+    static let method = HTTPRequest.Method.post
+    static let path = "/v1/ecosystems/{ecosystemId}/movements"
+
+    let api: APIImplementation
+    private let converter = Converter(configuration: .init())
+
+    init(api: APIImplementation) {
+        self.api = api
+    }
+
+    func respond(_ request: Request, parameters: [String: Substring]) async throws -> Response {
+        let headers = request.headers
+        let input = Operations.DeclareMovement.Input(
+            path: .init(ecosystemId: try converter.getPathParameterAsURI(
+                in: parameters, name: "ecosystemId", as: Components.Parameters.EcosystemId.self)),
+            headers: .init(
+                idempotencyKey: try converter.getRequiredHeaderFieldAsURI(
+                    in: headers, name: "Idempotency-Key", as: Components.Parameters.IdempotencyKey.self),
+                accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
+            body: try await body(of: request))
+        try converter.validateAcceptIfPresent("application/json", in: headers)
+        _ = try await api.declareMovement(input)
+        // Set by the handler on every path that answers 201 (posted now, or replayed).
+        guard let stored = RequestScope.current.idempotency?.response else {
+            throw Problem.internalError
+        }
+        var fields = HTTPFields()
+        fields[.contentType] = "application/json; charset=utf-8"
+        if RequestScope.current.idempotency?.replayed == true { fields[.idempotentReplayed] = "true" }
+        return Response(status: .init(code: stored.status), headers: fields,
+                        body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+    }
+
+    private func body(of request: Request) async throws -> Operations.DeclareMovement.Input.Body {
+        _ = try converter.bestContentType(received: converter.extractContentTypeIfPresent(in: request.headers),
+                                          options: ["application/json"])
+        // Already collected by BodyLimitMiddleware: this takes the buffer, it does not read again.
+        var request = request
+        let buffer = try await request.collectBody(upTo: .max)
+        // The converter's decoder differs from a plain one only in its date strategy, and the
+        // contract has no date-typed field (times are RFC 3339 strings, read by `Instant`).
+        return .json(try JSONDecoder().decode(Components.Schemas.MovementDeclaration.self, from: Data(buffer.readableBytesView)))
+    }
+}

@@ -12,9 +12,8 @@ import Hummingbird
 ///
 /// The request is read with the generated code's own converter calls, in the same order
 /// (path parameter, Idempotency-Key, Accept, Content-Type, JSON body), so every refusal is
-/// the one the generated layer gives, with one difference: an Accept header that excludes
-/// JSON is refused before anything is written (the generated server checked it after the
-/// write, answering an error for a movement it had posted).
+/// the one the generated layer gives. (An Accept header excluding JSON never gets here:
+/// `WriteAcceptMiddleware` refuses it before any write.)
 struct DeclarationRoute: Sendable {
     static let method = HTTPRequest.Method.post
     static let path = "/v1/ecosystems/{ecosystemId}/movements"
@@ -36,7 +35,6 @@ struct DeclarationRoute: Sendable {
                     in: headers, name: "Idempotency-Key", as: Components.Parameters.IdempotencyKey.self),
                 accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
             body: try await body(of: request))
-        try converter.validateAcceptIfPresent("application/json", in: headers)
         _ = try await api.declareMovement(input)
         // Set by the handler on every path that answers 201 (posted now, or replayed).
         guard let stored = RequestScope.current.idempotency?.response else {

@@ -24,6 +24,29 @@ struct HTTPContractTests {
         }
     }
 
+    @Test("a write whose Accept header excludes JSON gets 406 and is not made; a body of another type gets 415")
+    func acceptAndMediaType() async throws {
+        try await withAPI { api, fixture, store in
+            let members = try await store.members(ecosystem: fixture.ecosystem).count
+            let body = #"{"name": "Late Carrier", "role": "carrier"}"#
+            let refused = try await api.request(.post, "\(fixture.base)/members", token: fixture.shipper.token, body: body,
+                                                headers: ["Accept": "text/html, text/csv;q=0.9"])
+            #expect(refused.status == .notAcceptable, "\(refused.text)")
+            #expect(refused.problemType == "https://palletflow.dev/problems/not-acceptable")
+            #expect(try await store.members(ecosystem: fixture.ecosystem).count == members)
+            let form = try await api.request(.post, "\(fixture.base)/members", token: fixture.shipper.token, body: "name=x",
+                                             contentType: "application/x-www-form-urlencoded")
+            #expect(form.status == .unsupportedMediaType, "\(form.text)")
+            #expect(form.problemType == "https://palletflow.dev/problems/unsupported-media-type")
+            #expect(try await store.members(ecosystem: fixture.ecosystem).count == members)
+            // Wildcards and JSON with parameters are fine.
+            let made = try await api.request(.post, "\(fixture.base)/members", token: fixture.shipper.token, body: body,
+                                             headers: ["Accept": "text/html, application/*;q=0.5"])
+            #expect(made.status == .created, "\(made.text)")
+            #expect(try await store.members(ecosystem: fixture.ecosystem).count == members + 1)
+        }
+    }
+
     @Test("malformed JSON is a 400 problem; a missing required field is named")
     func malformedJSON() async throws {
         try await withAPI { api, fixture, _ in

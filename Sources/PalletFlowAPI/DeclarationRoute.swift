@@ -4,11 +4,12 @@ import HTTPTypes
 import Hummingbird
 @_spi(Generated) import OpenAPIRuntime
 
-/// `POST /v1/ecosystems/{ecosystemId}/movements`, the hottest route (a carrier's TMS declares
-/// movements one by one), served without the generated layer's request and response
-/// conversions. Its answer is always the bytes the idempotency layer stored with the key
-/// (`BodyLimitMiddleware`), so the generated server encoding the same movement again, pretty
-/// printed, only to have it replaced, was work thrown away (docs/performance.md, change 29).
+/// The two hottest writes, `POST .../movements` (a carrier's TMS declares movements one by
+/// one) and `POST .../movements/batch`, served without the generated layer's request and
+/// response conversions. Their answer is always the bytes the idempotency layer stored with
+/// the key (`BodyLimitMiddleware`), so the generated server encoding the same result again,
+/// pretty printed, only to have it replaced, was work thrown away (docs/performance.md,
+/// change 29).
 ///
 /// The request is read with the generated code's own converter calls, in the same order
 /// (path parameter, Idempotency-Key, Accept, Content-Type, JSON body), so every refusal is
@@ -16,7 +17,8 @@ import Hummingbird
 /// `WriteAcceptMiddleware` refuses it before any write.)
 struct DeclarationRoute: Sendable {
     static let method = HTTPRequest.Method.post
-    static let path = "/v1/ecosystems/{ecosystemId}/movements"
+    static let single = "/v1/ecosystems/{ecosystemId}/movements"
+    static let batch = "/v1/ecosystems/{ecosystemId}/movements/batch"
 
     let api: APIImplementation
     private let converter = Converter(configuration: .init())
@@ -25,18 +27,29 @@ struct DeclarationRoute: Sendable {
         self.api = api
     }
 
-    func respond(_ request: Request, parameters: [String: Substring]) async throws -> Response {
+    /// Whether this route serves the operation at `path`.
+    static func serves(_ method: HTTPRequest.Method, _ path: String) -> Bool {
+        method == Self.method && (path == single || path == batch)
+    }
+
+    func respond(_ request: Request, path: String, parameters: [String: Substring]) async throws -> Response {
         let headers = request.headers
-        let input = Operations.DeclareMovement.Input(
-            path: .init(ecosystemId: try converter.getPathParameterAsURI(
-                in: parameters, name: "ecosystemId", as: Components.Parameters.EcosystemId.self)),
-            headers: .init(
-                idempotencyKey: try converter.getRequiredHeaderFieldAsURI(
-                    in: headers, name: "Idempotency-Key", as: Components.Parameters.IdempotencyKey.self),
-                accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
-            body: try await body(of: request))
-        _ = try await api.declareMovement(input)
-        // Set by the handler on every path that answers 201 (posted now, or replayed).
+        let ecosystemId = try converter.getPathParameterAsURI(
+            in: parameters, name: "ecosystemId", as: Components.Parameters.EcosystemId.self)
+        let idempotencyKey = try converter.getRequiredHeaderFieldAsURI(
+            in: headers, name: "Idempotency-Key", as: Components.Parameters.IdempotencyKey.self)
+        if path == Self.batch {
+            _ = try await api.declareMovementBatch(.init(
+                path: .init(ecosystemId: ecosystemId),
+                headers: .init(idempotencyKey: idempotencyKey, accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
+                body: .json(try await body(of: request, as: Components.Schemas.MovementBatch.self))))
+        } else {
+            _ = try await api.declareMovement(.init(
+                path: .init(ecosystemId: ecosystemId),
+                headers: .init(idempotencyKey: idempotencyKey, accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
+                body: .json(try await body(of: request, as: Components.Schemas.MovementDeclaration.self))))
+        }
+        // Set by the handlers on every path that answers 201 (posted now, or replayed).
         guard let stored = RequestScope.current.idempotency?.response else {
             throw Problem.internalError
         }
@@ -47,7 +60,7 @@ struct DeclarationRoute: Sendable {
                         body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
     }
 
-    private func body(of request: Request) async throws -> Operations.DeclareMovement.Input.Body {
+    private func body<Body: Decodable>(of request: Request, as type: Body.Type) async throws -> Body {
         _ = try converter.bestContentType(received: converter.extractContentTypeIfPresent(in: request.headers),
                                           options: ["application/json"])
         // Already collected by BodyLimitMiddleware: this takes the buffer, it does not read again.
@@ -55,6 +68,6 @@ struct DeclarationRoute: Sendable {
         let buffer = try await request.collectBody(upTo: .max)
         // The converter's decoder differs from a plain one only in its date strategy, and the
         // contract has no date-typed field (times are RFC 3339 strings, read by `Instant`).
-        return .json(try JSONDecoder().decode(Components.Schemas.MovementDeclaration.self, from: Data(buffer.readableBytesView)))
+        return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
     }
 }

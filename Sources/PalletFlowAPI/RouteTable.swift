@@ -34,7 +34,7 @@ final class RouteTable: Sendable {
 }
 
 /// Registers the generated handlers on the router and remembers what was registered. The
-/// declaration route is served by `DeclarationRoute` instead of its generated handler.
+/// two declaration routes are served by `DeclarationRoute` instead of their generated handlers.
 struct RecordingTransport<Context: RequestContext>: ServerTransport {
     let router: Router<Context>
     let table: RouteTable
@@ -46,7 +46,7 @@ struct RecordingTransport<Context: RequestContext>: ServerTransport {
         path: String
     ) throws {
         table.add(path: path, method: method)
-        guard method == DeclarationRoute.method, path == DeclarationRoute.path else {
+        guard DeclarationRoute.serves(method, path) else {
             router.register(handler, method: method, path: path)
             return
         }
@@ -54,7 +54,7 @@ struct RecordingTransport<Context: RequestContext>: ServerTransport {
         router.on(RouterPath(path), method: method) { request, context in
             var parameters: [String: Substring] = [:]
             for (name, value) in context.parameters { parameters[String(name)] = value }
-            return try await declarations.respond(request, parameters: parameters)
+            return try await declarations.respond(request, path: path, parameters: parameters)
         }
     }
 }

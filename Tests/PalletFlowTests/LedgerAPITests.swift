@@ -106,6 +106,24 @@ struct LedgerAPITests {
             #expect(((posted.json["lines"] as? [[String: Any]])?.first?["quantity"] as? Int) == 12)
             #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 1)
             #expect(try await owed(api, fixture, fixture.carrier.id, to: fixture.shipper.id).balance == 12)
+
+            // The batch route reads its request the same way, and answers its stored result.
+            let batch = String(decoding: try JSONSerialization.data(withJSONObject: ["movements": [body, body]]), as: UTF8.self)
+            refused(try await api.request(.post, path + "/batch", token: fixture.carrier.token, body: batch,
+                                          contentType: "text/plain", headers: ["Idempotency-Key": "b-1"]),
+                    .unsupportedMediaType, "unsupported-media-type", "text/plain")
+            let first = try await api.request(.post, path + "/batch", token: fixture.carrier.token, body: batch,
+                                              headers: ["Idempotency-Key": "b-2"])
+            let again = try await api.request(.post, path + "/batch", token: fixture.carrier.token, body: batch,
+                                              headers: ["Idempotency-Key": "b-2"])
+            #expect(first.status == .created, "\(first.text)")
+            #expect(first.json["count"] as? Int == 2)
+            #expect((first.json["items"] as? [[String: Any]])?.count == 2)
+            #expect(again.status == .created)
+            #expect(again.body == first.body)
+            #expect(again.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).count == 3)
+            #expect(try await owed(api, fixture, fixture.carrier.id, to: fixture.shipper.id).balance == 36)
             try await verify(store, fixture)
         }
     }

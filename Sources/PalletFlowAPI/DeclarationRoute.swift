@@ -7,7 +7,7 @@ import Hummingbird
 /// The two hottest writes, `POST .../movements` (a carrier's TMS declares movements one by
 /// one) and `POST .../movements/batch`, served without the generated layer's request and
 /// response conversions. Their answer is always the bytes the idempotency layer stored with
-/// the key (`BodyLimitMiddleware`), so the generated server encoding the same result again,
+/// the key, which `BodyLimitMiddleware` sends, so the generated server encoding the same result again,
 /// pretty printed, only to have it replaced, was work thrown away (docs/performance.md,
 /// change 29).
 ///
@@ -49,15 +49,12 @@ struct DeclarationRoute: Sendable {
                 headers: .init(idempotencyKey: idempotencyKey, accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
                 body: .json(try await body(of: request, as: Components.Schemas.MovementDeclaration.self))))
         }
-        // Set by the handlers on every path that answers 201 (posted now, or replayed).
-        guard let stored = RequestScope.current.idempotency?.response else {
+        // The handlers set the stored answer on every path that answers 201 (posted now, or
+        // replayed); `BodyLimitMiddleware` sends it, with its status and headers.
+        guard RequestScope.current.idempotency?.response != nil else {
             throw Problem.internalError
         }
-        var fields = HTTPFields()
-        fields[.contentType] = "application/json; charset=utf-8"
-        if RequestScope.current.idempotency?.replayed == true { fields[.idempotentReplayed] = "true" }
-        return Response(status: .init(code: stored.status), headers: fields,
-                        body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+        return Response(status: .created)
     }
 
     private func body<Body: Decodable>(of request: Request, as type: Body.Type) async throws -> Body {

@@ -7,9 +7,9 @@ import Hummingbird
 /// The two hottest writes, `POST .../movements` (a carrier's TMS declares movements one by
 /// one) and `POST .../movements/batch`, served without the generated layer's request and
 /// response conversions. Their answer is always the bytes the idempotency layer stored with
-/// the key, which `BodyLimitMiddleware` sends, so the generated server encoding the same result again,
-/// pretty printed, only to have it replaced, was work thrown away (docs/performance.md,
-/// change 29).
+/// the key, which `BodyLimitMiddleware` sends, so the generated server encoding the same
+/// result again, pretty printed, only to have it replaced, was work thrown away
+/// (docs/performance.md, change 29).
 ///
 /// The request is read with the generated code's own converter calls, in the same order
 /// (path parameter, Idempotency-Key, Accept, Content-Type, JSON body), so every refusal is

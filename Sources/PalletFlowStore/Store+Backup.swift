@@ -74,6 +74,10 @@ extension Store {
             """, logger: logger).decode((String, String).self) {
             references[table, default: []].insert(referenced)
         }
+        // The references the ledger checks per statement instead of by a foreign key (sql/0017).
+        for (table, referenced) in [("movements", "memberships"), ("movement_lines", "pallet_types"), ("ledger_entries", "accounts")] {
+            references[table, default: []].insert(referenced)
+        }
         var ordered: [(name: String, key: [String])] = []
         var placed: Set<String> = ["ecosystems", "organisations"]
         var pending = tables

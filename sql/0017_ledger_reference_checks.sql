@@ -28,9 +28,11 @@
 -- A movement's ecosystem is checked through its declarer's membership, which refers to
 -- its ecosystem by a foreign key.
 CREATE FUNCTION check_movement_references() RETURNS trigger LANGUAGE plpgsql
-    -- Probes of the referenced keys, never a scan of them: the set of new rows is small
-    -- beside the tables it refers to, and the plan is kept from one size of set to the next.
-    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+    -- Probes of the referenced keys by their index, never a scan of the table: the plan is
+    -- made once per session, for whatever number of rows the first statement brought, and
+    -- kept for every size after it. Left to itself, the planner chose to read the members
+    -- whole for a single declaration (250 us a statement instead of 50).
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     missing record;
 BEGIN
@@ -51,7 +53,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION check_movement_line_references() RETURNS trigger LANGUAGE plpgsql
-    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     missing record;
 BEGIN
@@ -67,7 +69,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION check_ledger_entry_references() RETURNS trigger LANGUAGE plpgsql
-    SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     missing record;
 BEGIN

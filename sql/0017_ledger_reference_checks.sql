@@ -6,15 +6,15 @@
 -- and ended) and locks the row it refers to FOR KEY SHARE until commit; many writers
 -- locking the same member's row share it through a MultiXact. A batch of 1,000 deliveries
 -- ran 9,000 such checks on members, pallet types and accounts (3 per movement, 1 per line,
--- 1 per entry), besides the 5,000 on the movements. On the 100k bench database, three
--- rounds each way in turn, 1,000-line batches: PostgreSQL spent 153 to 211 ms per batch
--- with the foreign keys, 116 to 134 ms with these checks (B2 5,840 to 7,440 movements/s
--- against 9,770 to 11,340); pgbench's B1-limit (one declaration per statement) 1,149 to
--- 1,300 transactions/s against 1,217 to 1,274: no cost for a single declaration.
+-- 1 per entry), besides the 5,000 on the movements. On the 100k bench database, four
+-- rounds each way in turn (ABBA), same daemon: B2 (1,000-line batches) 5,780 to 7,850
+-- movements/s with the foreign keys, 8,240 to 9,130 with these checks; B1 680 to 974
+-- against 655 to 960 declarations/s and pgbench's B1-limit 861 to 1,427 against 1,077 to
+-- 1,295 transactions/s: no cost for a single declaration.
 --
 -- The lines' and entries' own movement keeps its foreign key, per month (sql/0013): a
 -- check of the partitioned movements from a statement trigger opens every month's
--- partition and index, and cost single declarations 15% of B1-limit.
+-- partition and index: B1-limit fell by 15 to 25% (two rounds), B2 rose by 20%.
 --
 -- The lock is what keeps a concurrent DELETE (or change of key) from taking the row away
 -- between the check and the commit. The rows checked here (memberships, pallet types,

@@ -108,6 +108,7 @@ let package = Package(
             name: "palletflowd",
             dependencies: [
                 "PalletFlowAPI",
+                "PalletFlowCore",
                 "PalletFlowStore",
                 "PalletFlowWorker",
                 "PalletFlowDemo",
@@ -122,6 +123,7 @@ let package = Package(
             name: "palletflow-worker",
             dependencies: [
                 "PalletFlowWorker",
+                "PalletFlowCore",
                 "PalletFlowStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -18,11 +18,11 @@ extension APIImplementation {
         let declarer = try declaringMember(caller, directory)
         var check = Validator()
         let declaration = convert(body, directory: directory, prefix: "", check: &check)
-        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: .now()) {
+        let now = store.now
+        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: now) {
             check.add(error.field, error.message)
         }
         try check.throwIfInvalid()
-        let now = Instant.now()
         var movement = try await prepare(declaration, caller: caller, ecosystem: ecosystem, recordTime: now,
                                          issueNotes: body.palletNote?.issue ?? false, serial: body.palletNote?.serial)
         let output = Components.Schemas.Movement(movement)
@@ -102,10 +102,11 @@ extension APIImplementation {
             let due = Instant(microsecondsSinceEpoch: declaration.eventTime.microsecondsSinceEpoch
                 + Int64(ecosystem.noteDueDays) * 86_400_000_000, offsetMinutes: declaration.eventTime.offsetMinutes)
             notes = LedgerRules.shortfallNotes(for: declaration, serial: serial).map {
-                IssuedNote(id: newID(), terms: $0, issueDate: issue, dueDate: String(due.rfc3339(keepingOffset: true).prefix(10)))
+                IssuedNote(id: newID(at: recordTime.date), terms: $0, issueDate: issue,
+                           dueDate: String(due.rfc3339(keepingOffset: true).prefix(10)))
             }
         }
-        return MovementToPost(id: newID(), declaration: declaration, declarer: caller.membership, counterparty: counterparty,
+        return MovementToPost(id: newID(at: recordTime.date), declaration: declaration, declarer: caller.membership, counterparty: counterparty,
                               recordTime: recordTime, source: source, postings: LedgerRules.postings(for: declaration),
                               notes: notes, confirmed: counterparty == nil)
     }
@@ -119,7 +120,7 @@ extension APIImplementation {
         var time = Instant.parse(body.eventTime)
         if time == nil {
             check.add(path("eventTime"), "must be an RFC 3339 date-time with offset, e.g. 2026-11-20T07:45:00+01:00")
-            time = .now()
+            time = store.now
         }
         func side(_ side: Components.Schemas.PartyAtSite?) -> PartyAtSite? {
             guard let side else { return nil }
@@ -152,7 +153,7 @@ extension APIImplementation {
         var check = Validator()
         try checkBatchSize(body.movements.reduce(0) { $0 + $1.lines.count }, movements: body.movements.count)
         var declarations: [(MovementDeclaration, Components.Schemas.MovementDeclaration)] = []
-        let now = Instant.now()
+        let now = store.now
         for (index, item) in body.movements.enumerated() {
             let prefix = "movements[\(index)]"
             let declaration = convert(item, directory: directory, prefix: prefix, check: &check)
@@ -216,7 +217,7 @@ extension APIImplementation {
         guard let parsed else { throw Problem.validation(errors) }
         try checkBatchSize(parsed.declarations.reduce(0) { $0 + $1.lines.count }, movements: parsed.declarations.count)
         var check = Validator()
-        let now = Instant.now()
+        let now = store.now
         for (index, declaration) in parsed.declarations.enumerated() {
             let prefix = "row[\(parsed.rows[index][0])]"
             if declaration.kind == .inventory { check.add(prefix + ".kind", "inventory counts are declared one at a time") }
@@ -374,7 +375,8 @@ extension APIImplementation {
             correction = convert(corrected, directory: directory, prefix: "correction", check: &check)
             if let correction, let declarer = directory.members[movement.declarer] {
                 let correction = correction
-                for error in LedgerRules.validate(correction, declarer: declarer, directory: directory, now: .now(), field: "correction") {
+                for error in LedgerRules.validate(correction, declarer: declarer, directory: directory, now: store.now,
+                                                  field: "correction") {
                     check.add(error.field, error.message)
                 }
                 if correction.kind == .inventory { check.add("correction.kind", "an inventory cannot be a correction") }

@@ -63,7 +63,7 @@ struct EPCISCapture {
     }
 
     func run(_ reading: EPCISReading, behaviour: CaptureBehaviour) async throws -> EPCISCaptureJob {
-        let createdAt = Instant.now()
+        let createdAt = api.store.now
         let (directory, ecosystem) = try await api.directoryCache.get(caller.ecosystem, store: api.store)
         let pallets = PalletDirectory(directory)
         guard let declarer = directory.members[caller.membership] else { throw Problem.invalidToken }
@@ -74,7 +74,7 @@ struct EPCISCapture {
             entry.errors.map { EventError(index: entry.index, eventID: nil, security: false, error: $0) }
         }
         var checked: [Checked] = []
-        let now = Instant.now()
+        let now = api.store.now
         for var event in reading.events {
             let content = JSONValue.object(event.json).canonicalText()
             let hash = Array(SHA256.hash(data: Data(content.utf8)))
@@ -177,7 +177,7 @@ struct EPCISCapture {
                         corrections[retraction] = (item, declaration)
                     } else {
                         let movement = try await api.prepare(
-                            declaration, caller: caller, ecosystem: ecosystem, recordTime: Instant.now(),
+                            declaration, caller: caller, ecosystem: ecosystem, recordTime: store.now,
                             issueNotes: voucher != nil, serial: voucher, source: "epcis")
                         toPost.append(movement)
                         postedFor[item.eventID] = movement.id
@@ -198,7 +198,7 @@ struct EPCISCapture {
                 func postCorrectionPlainly() async throws {
                     guard let (corrective, declaration) = pending else { return }
                     let movement = try await api.prepare(declaration, caller: caller, ecosystem: ecosystem,
-                                                         recordTime: Instant.now(), issueNotes: false, serial: nil, source: "epcis")
+                                                         recordTime: store.now, issueNotes: false, serial: nil, source: "epcis")
                     _ = try await store.post(ecosystem: ecosystem.id, by: member, [movement], idempotency: nil, on: connection)
                     movementOf[corrective.eventID] = movement.id
                     outcomes[corrective.event.index] = with(
@@ -263,7 +263,7 @@ struct EPCISCapture {
                     contentSHA256: item.hash, context: contextText, document: JSONValue.object(event.json).canonicalText())
             }
             let job = EPCISCaptureJob(
-                id: newID(), member: member, createdAt: createdAt, finishedAt: Instant.now(),
+                id: newID(), member: member, createdAt: createdAt, finishedAt: store.now,
                 errorBehaviour: behaviour.rawValue, success: errors.isEmpty, eventCount: reading.eventCount,
                 outcomes: JSONValue.array(outcomes.keys.sorted().map { outcomes[$0]!.json }).canonicalText(),
                 errors: JSONValue.array(errors.map(\.json)).canonicalText())

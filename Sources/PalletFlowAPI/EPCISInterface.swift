@@ -257,7 +257,7 @@ struct EPCISInterface: Sendable {
             headers[HTTPField.Name("Link")!] = "<\(request.uri.path)?\(query.joined(separator: "&"))>; rel=\"next\""
             headers[HTTPField.Name("GS1-Next-Page-Token")!] = token
         }
-        return try json(.ok, Self.queryDocument(rows, pallets: pallets), headers: headers)
+        return try json(.ok, Self.queryDocument(rows, pallets: pallets, createdAt: api.store.now), headers: headers)
     }
 
     func event(_ request: Request, _ context: AppRequestContext) async throws -> Response {
@@ -271,10 +271,10 @@ struct EPCISInterface: Sendable {
         filter.visibleTo = caller.role.readsWholeEcosystem ? nil : caller.membership
         let rows = try await api.readStore.epcisEvents(ecosystem: caller.ecosystem, filter)
         guard !rows.isEmpty else { throw Problem.notFound("event") }
-        return try json(.ok, Self.queryDocument(rows, pallets: PalletDirectory(directory)))
+        return try json(.ok, Self.queryDocument(rows, pallets: PalletDirectory(directory), createdAt: api.store.now))
     }
 
-    static func queryDocument(_ rows: [EPCISQueryRow], pallets: PalletDirectory) -> JSONValue {
+    static func queryDocument(_ rows: [EPCISQueryRow], pallets: PalletDirectory, createdAt: Instant) -> JSONValue {
         var prefixes: [String: JSONValue] = [
             "b4l": .string(PalletEventMapping.b4lNamespace), "palletflow": .string(LedgerEvents.palletflowNamespace),
         ]
@@ -298,7 +298,7 @@ struct EPCISInterface: Sendable {
             "@context": .array([.string("https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"), .object(prefixes)]),
             "type": .string("EPCISQueryDocument"),
             "schemaVersion": .string("2.0"),
-            "creationDate": .string(Instant.now().rfc3339(keepingOffset: false)),
+            "creationDate": .string(createdAt.rfc3339(keepingOffset: false)),
             "epcisBody": .object(["queryResults": .object([
                 "queryName": .string("SimpleEventQuery"),
                 "resultsBody": .object(["eventList": .array(events)]),

@@ -124,7 +124,7 @@ struct MediationReport: Sendable {
         }
         return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
                                previousActions: try await previousActionsRead, actions: try await actionsRead,
-                               memberNames: names, typeCodes: codes, generatedAt: .now())
+                               memberNames: names, typeCodes: codes, generatedAt: store.now)
     }
 
     /// What the report reads about one participant from the ledger: its balances, the

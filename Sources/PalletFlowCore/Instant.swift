@@ -20,8 +20,6 @@ public struct Instant: Sendable, Hashable, Codable, CustomStringConvertible {
 
     public var date: Date { Date(timeIntervalSince1970: Double(microsecondsSinceEpoch) / 1_000_000) }
 
-    public static func now() -> Instant { Instant(Date()) }
-
     /// RFC 3339 in UTC (`Z`), or in the original offset when one was kept.
     public var description: String { rfc3339(keepingOffset: true) }
 

@@ -37,9 +37,9 @@ enum DemoCooperation {
             KitItem(number: 1, kind: "charter", title: "Sign the commitment charter", fact: "charter_signed"),
             KitItem(number: 2, kind: "document", title: "Pallet exchange guide for drivers", url: "https://example.org/guide-palettes.pdf"),
             KitItem(number: 3, kind: "meeting", title: "Information meeting at the Saumur plant",
-                    scheduledAt: Date().addingTimeInterval(-20 * 86_400)),
+                    scheduledAt: store.nowDate.addingTimeInterval(-20 * 86_400)),
             KitItem(number: 4, kind: "training", title: "Dock counting and grading training",
-                    scheduledAt: Date().addingTimeInterval(9 * 86_400)),
+                    scheduledAt: store.nowDate.addingTimeInterval(9 * 86_400)),
             KitItem(number: 5, kind: "contact", title: "Your pallet contact: Claire, +33 2 41 00 00 00"),
             KitItem(number: 6, kind: "checklist", title: "Connect your TMS to the PalletFlow API", fact: "first_declaration"),
             KitItem(number: 7, kind: "checklist", title: "Acknowledge your first monthly statement", fact: "first_statement_acknowledged"),
@@ -52,7 +52,7 @@ enum DemoCooperation {
                                                   attended: item == 3 || item == 4 ? true : nil, note: nil, by: coordinator.id)
             }
         }
-        let today = Instant.now().day
+        let today = store.today
         let thisMonth = PeriodKind.month.start(of: today)
         let lastMonth = PeriodKind.month.start(of: thisMonth - 1)
         let participants = [shipper.id] + carriers.prefix(3).map(\.id)

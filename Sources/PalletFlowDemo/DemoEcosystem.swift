@@ -60,13 +60,13 @@ public enum DemoEcosystem {
         Party(name: "Cabinet Coopéra Médiation", role: .coordinator, pgln: "3012345000239", sites: []),
     ]
 
-    /// Unit values in force since the start of last year.
-    static var valuesFrom: Date {
-        let year = Calendar(identifier: .gregorian).component(.year, from: Date()) - 1
+    /// Unit values in force since the start of last year (by the store's clock).
+    static func valuesFrom(_ now: Instant) -> Date {
+        let year = Int(Instant.date(ofDay: now.day).prefix(4))! - 1
         return Instant.parse("\(year)-01-01T00:00:00Z")!.date
     }
 
-    static let palletTypes: [Store.NewPalletType] = [
+    static func palletTypes(valuesFrom: Date) -> [Store.NewPalletType] { [
         .init(code: "EPAL1", name: "EUR/EPAL 1 (1200x800)", lengthMillimetres: 1200, widthMillimetres: 800,
               heightMillimetres: 144, exchangeable: true, graiClass: "urn:epc:idpat:grai:4000001.11111.*",
               unitValueMinor: 1_850, currency: "EUR", valueValidFrom: valuesFrom),
@@ -79,7 +79,7 @@ public enum DemoEcosystem {
         .init(code: "CHEP-B", name: "CHEP blue pool pallet (1200x1000)", lengthMillimetres: 1200,
               widthMillimetres: 1000, heightMillimetres: 162, exchangeable: false,
               graiClass: "urn:epc:idpat:grai:5000001.33333.*", unitValueMinor: 2_400, currency: "EUR", valueValidFrom: valuesFrom),
-    ]
+    ] }
 
     /// Creates the demo ecosystem, or finds it again, and issues fresh demo tokens (the
     /// old ones are revoked: secrets are never stored, so they cannot be shown again).
@@ -108,14 +108,14 @@ public enum DemoEcosystem {
                                                 address: "\(site), France", by: created.shipper.id)
                 }
             }
-            for type in palletTypes {
+            for type in palletTypes(valuesFrom: valuesFrom(store.now)) {
                 _ = try await store.addPalletType(ecosystem: ecosystemID, type, by: created.shipper.id)
             }
-            try await DemoHistory.seed(store, ecosystem: ecosystemID)
+            try await DemoHistory.seed(store, ecosystem: ecosystemID, now: store.nowDate)
             try await DemoCooperation.seed(store, ecosystem: ecosystemID)
             // Indicators and charter compliance at once, whether a worker runs or not.
             try await IndicatorEngine(store: store).recompute(ecosystem: ecosystemID)
-            let today = Instant.now().day
+            let today = store.today
             let lastMonth = PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1)
             for month in [PeriodKind.month.start(of: lastMonth - 1), lastMonth] {
                 try await store.evaluateCharter(ecosystem: ecosystemID, period: .month, startDay: month)

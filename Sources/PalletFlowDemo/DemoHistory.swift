@@ -20,7 +20,7 @@ struct SeededGenerator: RandomNumberGenerator {
 /// with pallet notes), bring empties back with a delay, lose a few; suppliers deliver
 /// on pallets; a few declarations are contested. Busy carriers carry more (Zipf-like).
 enum DemoHistory {
-    static func seed(_ store: Store, ecosystem: UUID, days: Int = 365, now: Date = Date()) async throws {
+    static func seed(_ store: Store, ecosystem: UUID, days: Int = 365, now: Date) async throws {
         let directory = try await store.directory(ecosystem: ecosystem)
         let members = directory.members.values.sorted { $0.name < $1.name }
         guard let shipper = members.first(where: { $0.role == .shipper }),

@@ -28,7 +28,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let time = Instant.now().rfc3339(keepingOffset: false)
+        let time = Instant(Date()).rfc3339(keepingOffset: false)
         let all = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
         var line: Data
         switch format {

@@ -84,7 +84,7 @@ extension Store {
             SELECT DISTINCT ON (partner_id, pallet_type_id, period) partner_id, pallet_type_id, period::text, period_start::text,
                    issued, spot_returned + later_returned, outstanding, overdue_notes_count, declarations, declared_within_24h
             FROM indicators WHERE ecosystem_id = \(ecosystem)
-              AND (period = 'to_date' OR (period = 'month' AND period_end <= current_date))
+              AND (period = 'to_date' OR (period = 'month' AND period_end <= \(Instant.date(ofDay: today))::date))
             ORDER BY partner_id, pallet_type_id, period, period_start DESC
             """, logger: logger) {
             let (partner, type, period, start, issued, returned, outstanding, overdue, declarations, within) =
@@ -100,9 +100,9 @@ extension Store {
     public func staleDiscrepancies(ecosystem: UUID, olderThanDays days: Double) async throws -> [(UUID, UUID, Double)] {
         var result: [(UUID, UUID, Double)] = []
         for try await (id, movement, age) in try await client.query("""
-            SELECT id, movement_id, extract(epoch FROM now() - opened_at) / 86400 FROM discrepancies
+            SELECT id, movement_id, extract(epoch FROM \(nowDate) - opened_at) / 86400 FROM discrepancies
             WHERE ecosystem_id = \(ecosystem) AND resolved_at IS NULL
-              AND opened_at < now() - \(days) * interval '1 day'
+              AND opened_at < \(nowDate) - \(days) * interval '1 day'
             """, logger: logger).decode((UUID, UUID, Double).self) { result.append((id, movement, age)) }
         return result
     }
@@ -117,9 +117,10 @@ extension Store {
             for candidate in candidates {
                 let id = newID()
                 for try await _ in try await connection.query("""
-                    INSERT INTO alerts (ecosystem_id, id, kind, partner_id, pallet_type_id, dedupe_key, message, value, threshold)
+                    INSERT INTO alerts (ecosystem_id, id, kind, partner_id, pallet_type_id, dedupe_key, message, value, threshold,
+                                        created_at)
                     VALUES (\(ecosystem), \(id), \(candidate.kind), \(candidate.partner), \(candidate.palletType),
-                            \(candidate.dedupeKey), \(candidate.message), \(candidate.value), \(candidate.threshold))
+                            \(candidate.dedupeKey), \(candidate.message), \(candidate.value), \(candidate.threshold), \(nowDate))
                     ON CONFLICT ON CONSTRAINT alerts_dedupe_key DO NOTHING
                     RETURNING id
                     """, logger: logger) { created.append(id) }
@@ -160,7 +161,7 @@ extension Store {
 
     public func acknowledgeAlert(ecosystem: UUID, id: UUID, by member: UUID) async throws {
         try await client.query("""
-            UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, now()), acknowledged_by = coalesce(acknowledged_by, \(member))
+            UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, \(nowDate)), acknowledged_by = coalesce(acknowledged_by, \(member))
             WHERE ecosystem_id = \(ecosystem) AND id = \(id)
             """, logger: logger)
     }
@@ -173,7 +174,8 @@ extension Store {
         let secret = "whsec_" + bytes.map { String(format: "%02x", $0) }.joined()
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO webhooks (ecosystem_id, id, url, secret) VALUES (\(ecosystem), \(id), \(url), \(secret))
+                INSERT INTO webhooks (ecosystem_id, id, url, secret, created_at)
+                VALUES (\(ecosystem), \(id), \(url), \(secret), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "webhook.add", subject: id)
         }
@@ -203,8 +205,8 @@ extension Store {
 
     public func recordDelivery(ecosystem: UUID, webhook: UUID, alert: UUID?, status: Int?, error: String?, attempt: Int) async throws {
         try await client.query("""
-            INSERT INTO webhook_deliveries (ecosystem_id, webhook_id, alert_id, status, error, attempt)
-            VALUES (\(ecosystem), \(webhook), \(alert), \(status), \(error), \(attempt))
+            INSERT INTO webhook_deliveries (ecosystem_id, webhook_id, alert_id, status, error, attempt, delivered_at)
+            VALUES (\(ecosystem), \(webhook), \(alert), \(status), \(error), \(attempt), \(nowDate))
             """, logger: logger)
     }
 }

@@ -109,7 +109,7 @@ extension Store {
             guard let record = try await self.ecosystem(ecosystem) else { throw BackupError.notFound(ecosystem) }
             let header = BackupHeader(format: Self.backupFormat, version: 1, ecosystem: ecosystem, ecosystemName: record.name,
                                       schemaVersion: try await schemaVersion(on: connection),
-                                      createdAt: Instant.now().rfc3339(keepingOffset: false))
+                                      createdAt: now.rfc3339(keepingOffset: false))
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             try write(String(decoding: try encoder.encode(header), as: UTF8.self))

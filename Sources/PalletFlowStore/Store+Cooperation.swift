@@ -77,12 +77,13 @@ extension Store {
     {
         let id = newID()
         let code = "pfi_" + TokenSecret.generate().text.dropFirst(TokenSecret.prefix.count)
-        let expires = Date().addingTimeInterval(Double(validDays) * 86_400)
+        let expires = nowDate.addingTimeInterval(Double(validDays) * 86_400)
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO invitations (ecosystem_id, id, code_hash, organisation_name, pgln, role, expires_at, created_by)
+                INSERT INTO invitations (ecosystem_id, id, code_hash, organisation_name, pgln, role, expires_at, created_by,
+                                         created_at)
                 VALUES (\(ecosystem), \(id), \(ByteBuffer(bytes: Array(SHA256.hash(data: Data(code.utf8))))), \(name), \(pgln),
-                        \(role.rawValue)::member_role, \(expires), \(member))
+                        \(role.rawValue)::member_role, \(expires), \(member), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "invitation.create", subject: id)
         }
@@ -95,8 +96,8 @@ extension Store {
         return try await transaction { connection in
             var found: (UUID, UUID, String, String?, String)?
             for try await row in try await connection.query("""
-                UPDATE invitations SET accepted_at = now()
-                WHERE code_hash = \(hash) AND accepted_at IS NULL AND expires_at > now()
+                UPDATE invitations SET accepted_at = \(nowDate)
+                WHERE code_hash = \(hash) AND accepted_at IS NULL AND expires_at > \(nowDate)
                 RETURNING ecosystem_id, id, organisation_name, pgln, role::text
                 """, logger: logger).decode((UUID, UUID, String, String?, String).self) { found = row }
             guard let (ecosystem, invitation, name, pgln, roleText) = found, let role = Role(rawValue: roleText) else {
@@ -110,8 +111,8 @@ extension Store {
             }
             let secret = TokenSecret.generate()
             try await connection.query("""
-                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                VALUES (\(ecosystem), \(newID()), \(member.id), 'invitation', \(ByteBuffer(bytes: secret.hash)))
+                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash, created_at)
+                VALUES (\(ecosystem), \(newID()), \(member.id), 'invitation', \(ByteBuffer(bytes: secret.hash)), \(nowDate))
                 """, logger: logger)
             try await connection.query("""
                 UPDATE invitations SET membership_id = \(member.id) WHERE ecosystem_id = \(ecosystem) AND id = \(invitation)
@@ -122,7 +123,8 @@ extension Store {
     }
 
     /// Who is where in the funnel, and since when.
-    public func funnel(ecosystem: UUID, today: Int = Instant.now().day) async throws -> [FunnelEntry] {
+    public func funnel(ecosystem: UUID, today: Int? = nil) async throws -> [FunnelEntry] {
+        let today = today ?? self.today
         var entries: [FunnelEntry] = []
         var kitsDone: [UUID: Bool] = [:]
         for assignment in try await kitAssignments(ecosystem: ecosystem, member: nil) {
@@ -130,7 +132,7 @@ extension Store {
         }
         for try await (id, name, role, created) in try await client.query("""
             SELECT id, organisation_name, role::text, created_at FROM invitations
-            WHERE ecosystem_id = \(ecosystem) AND accepted_at IS NULL AND expires_at > now()
+            WHERE ecosystem_id = \(ecosystem) AND accepted_at IS NULL AND expires_at > \(nowDate)
             """, logger: logger).decode((UUID, String, String, Date).self) {
             entries.append(FunnelEntry(member: nil, invitation: id, name: name, role: Role(rawValue: role) ?? .carrier,
                                        stage: .invited, since: created))
@@ -172,8 +174,8 @@ extension Store {
         let id = newID()
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO charter_versions (ecosystem_id, id, version, title)
-                SELECT \(ecosystem), \(id), coalesce(max(version), 0) + 1, \(title) FROM charter_versions WHERE ecosystem_id = \(ecosystem)
+                INSERT INTO charter_versions (ecosystem_id, id, version, title, created_at)
+                SELECT \(ecosystem), \(id), coalesce(max(version), 0) + 1, \(title), \(nowDate) FROM charter_versions WHERE ecosystem_id = \(ecosystem)
                 """, logger: logger)
             for clause in clauses {
                 try await connection.query("""
@@ -227,7 +229,7 @@ extension Store {
         let hash = CharterVersionRecord.contentHash(title: draft.title, clauses: draft.clauses)
         try await transaction { connection in
             try await connection.query("""
-                UPDATE charter_versions SET status = 'published', content_hash = \(hash), published_at = now()
+                UPDATE charter_versions SET status = 'published', content_hash = \(hash), published_at = \(nowDate)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id) AND status = 'draft'
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "charter.publish", subject: id)
@@ -251,8 +253,8 @@ extension Store {
         }
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO charter_signatures (ecosystem_id, version_id, membership_id, content_hash, signed_by_token)
-                VALUES (\(ecosystem), \(id), \(member), \(hash), \(token))
+                INSERT INTO charter_signatures (ecosystem_id, version_id, membership_id, content_hash, signed_by_token, signed_at)
+                VALUES (\(ecosystem), \(id), \(member), \(hash), \(token), \(nowDate))
                 ON CONFLICT (ecosystem_id, version_id, membership_id) DO NOTHING
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "charter.sign", subject: id)
@@ -344,11 +346,13 @@ extension Store {
         try await transaction { connection in
             for evaluation in evaluations {
                 try await connection.query("""
-                    INSERT INTO clause_evaluations (ecosystem_id, version_id, clause_no, membership_id, period_start, result, measured)
+                    INSERT INTO clause_evaluations (ecosystem_id, version_id, clause_no, membership_id, period_start, result, measured,
+                                                    evaluated_at)
                     VALUES (\(ecosystem), \(evaluation.version), \(evaluation.clause), \(evaluation.member),
-                            date '1970-01-01' + \(Int32(evaluation.periodStartDay)), \(evaluation.result.rawValue), \(evaluation.measured))
+                            date '1970-01-01' + \(Int32(evaluation.periodStartDay)), \(evaluation.result.rawValue), \(evaluation.measured),
+                            \(nowDate))
                     ON CONFLICT (ecosystem_id, version_id, clause_no, membership_id, period_start)
-                    DO UPDATE SET result = excluded.result, measured = excluded.measured, evaluated_at = now()
+                    DO UPDATE SET result = excluded.result, measured = excluded.measured, evaluated_at = \(nowDate)
                     """, logger: logger)
             }
         }

@@ -15,14 +15,15 @@ extension Store {
         let secret = TokenSecret.generate()
         let shipper = try await transaction { connection in
             try await connection.query("""
-                INSERT INTO ecosystems (id, name, currency, loss_horizon_days, note_due_days)
-                VALUES (\(ecosystemID), \(name), \(currency), \(lossHorizonDays), \(noteDueDays))
+                INSERT INTO ecosystems (id, name, currency, loss_horizon_days, note_due_days, created_at)
+                VALUES (\(ecosystemID), \(name), \(currency), \(lossHorizonDays), \(noteDueDays), \(nowDate))
                 """, logger: logger)
             let shipper = try await insertMember(connection, ecosystem: ecosystemID, name: shipperName,
                                                  pgln: shipperPGLN, role: .shipper)
             try await connection.query("""
-                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                VALUES (\(ecosystemID), \(newID()), \(shipper.id), 'bootstrap admin', \(ByteBuffer(bytes: secret.hash)))
+                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash, created_at)
+                VALUES (\(ecosystemID), \(newID()), \(shipper.id), 'bootstrap admin', \(ByteBuffer(bytes: secret.hash)),
+                        \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystemID, by: nil, action: "ecosystem.create", subject: ecosystemID)
             return shipper
@@ -95,16 +96,17 @@ extension Store {
             }
         }
         try await connection.query("""
-            INSERT INTO organisations (id, name, pgln) VALUES (\(organisation), \(organisationName), \(pgln))
+            INSERT INTO organisations (id, name, pgln, created_at)
+            VALUES (\(organisation), \(organisationName), \(pgln), \(nowDate))
             ON CONFLICT (id) DO NOTHING
             """, logger: logger)
         let id = newID()
         let rows = try await connection.query("""
-            INSERT INTO memberships (ecosystem_id, id, organisation_id, role)
-            VALUES (\(ecosystem), \(id), \(organisation), \(role.rawValue)::member_role)
+            INSERT INTO memberships (ecosystem_id, id, organisation_id, role, created_at)
+            VALUES (\(ecosystem), \(id), \(organisation), \(role.rawValue)::member_role, \(nowDate))
             RETURNING created_at
             """, logger: logger)
-        var created = Date()
+        var created = nowDate
         for try await (at) in rows.decode(Date.self) { created = at }
         return MemberRecord(id: id, organisation: organisation, name: organisationName, pgln: pgln, role: role,
                             active: true, createdAt: created)
@@ -137,7 +139,7 @@ extension Store {
             guard found else { throw StoreError.notFound("member") }
             if !active {
                 try await connection.query("""
-                    UPDATE api_tokens SET revoked_at = now()
+                    UPDATE api_tokens SET revoked_at = \(nowDate)
                     WHERE ecosystem_id = \(ecosystem) AND membership_id = \(id) AND revoked_at IS NULL
                     """, logger: logger)
             }
@@ -154,8 +156,8 @@ extension Store {
         do {
             try await transaction { connection in
                 try await connection.query("""
-                    INSERT INTO sites (ecosystem_id, id, membership_id, name, sgln, address)
-                    VALUES (\(ecosystem), \(id), \(member), \(name), \(sgln), \(address))
+                    INSERT INTO sites (ecosystem_id, id, membership_id, name, sgln, address, created_at)
+                    VALUES (\(ecosystem), \(id), \(member), \(name), \(sgln), \(address), \(nowDate))
                     """, logger: logger)
                 try await audit(connection, ecosystem: ecosystem, by: actor, action: "site.add", subject: id)
             }
@@ -213,9 +215,10 @@ extension Store {
         do {
             try await transaction { connection in
                 try await connection.query("""
-                    INSERT INTO pallet_types (ecosystem_id, id, code, name, length_mm, width_mm, height_mm, exchangeable, grai_class)
+                    INSERT INTO pallet_types (ecosystem_id, id, code, name, length_mm, width_mm, height_mm, exchangeable, grai_class,
+                                              created_at)
                     VALUES (\(ecosystem), \(id), \(type.code), \(type.name), \(type.lengthMillimetres), \(type.widthMillimetres),
-                            \(type.heightMillimetres), \(type.exchangeable), \(type.graiClass))
+                            \(type.heightMillimetres), \(type.exchangeable), \(type.graiClass), \(nowDate))
                     """, logger: logger)
                 if let value = type.unitValueMinor {
                     try await connection.query("""
@@ -263,7 +266,7 @@ extension Store {
             FROM pallet_types t
             LEFT JOIN LATERAL (
                 SELECT unit_value_minor, currency, valid_from FROM pallet_type_values
-                WHERE ecosystem_id = t.ecosystem_id AND pallet_type_id = t.id AND valid_from <= current_date
+                WHERE ecosystem_id = t.ecosystem_id AND pallet_type_id = t.id AND valid_from <= \(Instant.date(ofDay: today))::date
                 ORDER BY valid_from DESC LIMIT 1) v ON true
             WHERE t.ecosystem_id = \(ecosystem) ORDER BY t.code
             """, logger: logger)
@@ -299,8 +302,8 @@ extension Store {
         do {
             let created = try await transaction { connection in
                 let rows = try await connection.query("""
-                    INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                    SELECT \(ecosystem), \(id), m.id, \(name), \(ByteBuffer(bytes: secret.hash))
+                    INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash, created_at)
+                    SELECT \(ecosystem), \(id), m.id, \(name), \(ByteBuffer(bytes: secret.hash)), \(nowDate)
                     FROM memberships m WHERE m.ecosystem_id = \(ecosystem) AND m.id = \(member) AND m.active
                     RETURNING created_at
                     """, logger: logger)
@@ -328,7 +331,7 @@ extension Store {
     public func revokeToken(ecosystem: UUID, member: UUID, token: UUID, by actor: UUID) async throws {
         try await transaction { connection in
             let rows = try await connection.query("""
-                UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())
+                UPDATE api_tokens SET revoked_at = coalesce(revoked_at, \(nowDate))
                 WHERE ecosystem_id = \(ecosystem) AND membership_id = \(member) AND id = \(token) RETURNING id
                 """, logger: logger)
             var found = false
@@ -362,8 +365,8 @@ extension Store {
     func audit(_ connection: PostgresConnection, ecosystem: UUID, by actor: UUID?, action: String, subject: UUID?,
                detail: String? = nil) async throws {
         try await connection.query("""
-            INSERT INTO audit_log (ecosystem_id, membership_id, action, subject_id, detail)
-            VALUES (\(ecosystem), \(actor), \(action), \(subject), \(detail)::jsonb)
+            INSERT INTO audit_log (ecosystem_id, membership_id, action, subject_id, detail, at)
+            VALUES (\(ecosystem), \(actor), \(action), \(subject), \(detail)::jsonb, \(nowDate))
             """, logger: logger)
     }
 
@@ -377,7 +380,7 @@ extension Store {
     /// Revokes every live token of the ecosystem carrying this name (the demo re-issues its own).
     public func revokeTokens(ecosystem: UUID, named name: String) async throws {
         try await client.query("""
-            UPDATE api_tokens SET revoked_at = now()
+            UPDATE api_tokens SET revoked_at = \(nowDate)
             WHERE ecosystem_id = \(ecosystem) AND name = \(name) AND revoked_at IS NULL
             """, logger: logger)
         tokenCache.invalidate { $0.ecosystem == ecosystem }
@@ -420,15 +423,15 @@ extension Store {
         let rotated = try await transaction { connection in
             var found: (UUID, String)?
             for try await row in try await connection.query("""
-                UPDATE api_tokens SET revoked_at = now()
+                UPDATE api_tokens SET revoked_at = \(nowDate)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(token) AND revoked_at IS NULL
                 RETURNING membership_id, name
                 """, logger: logger).decode((UUID, String).self) { found = row }
             guard let (member, name) = found else { throw StoreError.notFound("live token") }
-            var created = Date()
+            var created = nowDate
             for try await at in try await connection.query("""
-                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash)
-                VALUES (\(ecosystem), \(id), \(member), \(name), \(ByteBuffer(bytes: secret.hash)))
+                INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash, created_at)
+                VALUES (\(ecosystem), \(id), \(member), \(name), \(ByteBuffer(bytes: secret.hash)), \(nowDate))
                 RETURNING created_at
                 """, logger: logger).decode(Date.self) { created = at }
             try await audit(connection, ecosystem: ecosystem, by: actor, action: "token.rotate", subject: id)
@@ -447,11 +450,11 @@ extension Store {
         var keys: Int64 = 0
         var jobs: Int64 = 0
         for try await count in try await client.query("""
-            WITH gone AS (DELETE FROM idempotency_keys WHERE created_at < now() - \(keepKeys) * interval '1 day' RETURNING 1)
+            WITH gone AS (DELETE FROM idempotency_keys WHERE created_at < \(nowDate) - \(keepKeys) * interval '1 day' RETURNING 1)
             SELECT count(*)::int8 FROM gone
             """, logger: logger).decode(Int64.self) { keys = count }
         for try await count in try await client.query("""
-            WITH gone AS (DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - \(max(1, jobDays)) * interval '1 day' RETURNING 1)
+            WITH gone AS (DELETE FROM jobs WHERE state = 'done' AND finished_at < \(nowDate) - \(max(1, jobDays)) * interval '1 day' RETURNING 1)
             SELECT count(*)::int8 FROM gone
             """, logger: logger).decode(Int64.self) { jobs = count }
         return (keys, jobs)

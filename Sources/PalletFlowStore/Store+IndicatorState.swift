@@ -145,7 +145,7 @@ extension Store {
                 try await replaceIndicatorRows(ecosystem: ecosystem, pairs: pairs, rows: rows, replaceAll: false, on: connection)
             }
             try await connection.query("""
-                UPDATE indicator_watermarks SET last_seq = \(target), state_seq = \(target), updated_at = now()
+                UPDATE indicator_watermarks SET last_seq = \(target), state_seq = \(target), updated_at = \(nowDate)
                 WHERE ecosystem_id = \(ecosystem)
                 """, logger: logger)
             return ((pairs.count, rows.count, target), rebuilt)

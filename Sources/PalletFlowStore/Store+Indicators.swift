@@ -219,7 +219,7 @@ extension Store {
                     ON CONFLICT (ecosystem_id) DO UPDATE
                     SET last_seq = CASE WHEN \(replaceAll) THEN excluded.last_seq
                                         ELSE greatest(indicator_watermarks.last_seq, excluded.last_seq) END,
-                        updated_at = now()
+                        updated_at = \(nowDate)
                     """, logger: logger)
             }
             return rebuilt
@@ -279,12 +279,12 @@ extension Store {
                 aging_0_30, aging_31_60, aging_61_90, aging_90_plus, presumed_losses, rotation_average_days,
                 rotation_median_days, rotation_p90_days, overdue_notes_count, overdue_notes_quantity,
                 overdue_notes_value_minor, declarations, lateness_median_seconds, lateness_p90_seconds, declared_within_24h,
-                contested)
+                contested, computed_at)
             SELECT \(ecosystem), partner, pallet_type, period::indicator_period, date '1970-01-01' + start_day,
                    date '1970-01-01' + end_day, issued, spot, later, losses, scrapped, outstanding, nullif(value, -1),
                    nullif(currency, ''), a0, a1, a2, a3, presumed, nullif(rot_avg, -1), nullif(rot_med, -1)::int4,
                    nullif(rot_p90, -1)::int4, notes_count, notes_quantity, nullif(notes_value, -1), declarations,
-                   nullif(late_med, -1), nullif(late_p90, -1), within_24h, contested
+                   nullif(late_med, -1), nullif(late_p90, -1), within_24h, contested, \(nowDate)
             FROM unnest(\(column { $0.key.partner })::uuid[], \(column { $0.key.palletType })::uuid[], \(column { $0.period })::text[],
                         \(column { Int32($0.startDay) })::int4[], \(column { Int32($0.endDay) })::int4[],
                         \(column { $0.figures.issued })::int8[], \(column { $0.figures.spotReturned })::int8[],

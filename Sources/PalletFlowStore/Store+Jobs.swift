@@ -40,12 +40,12 @@ extension Store {
     /// ecosystem; returns the queued job either way. Pass `connection` to enqueue inside
     /// the transaction of the change that needs the job.
     @discardableResult
-    public func enqueue(kind: String, ecosystem: UUID?, payload: [String: String] = [:], runAt: Date = Date(),
+    public func enqueue(kind: String, ecosystem: UUID?, payload: [String: String] = [:], runAt: Date? = nil,
                         maxAttempts: Int = 5, on connection: PostgresConnection? = nil) async throws -> Job {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys]), as: UTF8.self)
         let inserted = try await jobs("""
-            INSERT INTO jobs (ecosystem_id, kind, payload, run_at, max_attempts)
-            VALUES (\(ecosystem), \(kind), \(json)::jsonb, \(runAt), \(maxAttempts))
+            INSERT INTO jobs (ecosystem_id, kind, payload, run_at, max_attempts, created_at)
+            VALUES (\(ecosystem), \(kind), \(json)::jsonb, \(runAt ?? nowDate), \(maxAttempts), \(nowDate))
             ON CONFLICT (coalesce(ecosystem_id, '00000000-0000-0000-0000-000000000000'), kind, coalesce(payload->>'dedupe', ''))
                 WHERE state = 'queued' DO NOTHING
             RETURNING \(unescaped: Self.jobColumns)
@@ -66,10 +66,10 @@ extension Store {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
         return try await jobs("""
             UPDATE jobs SET state = 'running', locked_by = \(worker),
-                   locked_until = now() + \(leaseSeconds) * interval '1 second', attempts = attempts + 1
+                   locked_until = \(nowDate) + \(leaseSeconds) * interval '1 second', attempts = attempts + 1
             WHERE id = (
                 SELECT id FROM jobs
-                WHERE ((state = 'queued' AND run_at <= now()) OR (state = 'running' AND locked_until < now()))
+                WHERE ((state = 'queued' AND run_at <= \(nowDate)) OR (state = 'running' AND locked_until < \(nowDate)))
                   AND kind = ANY(\(kinds)::text[])
                 ORDER BY run_at, id
                 LIMIT 1
@@ -83,7 +83,7 @@ extension Store {
     public func completeJob(_ id: Int64, worker: String, on connection: PostgresConnection? = nil) async throws -> Bool {
         var done = false
         for try await _ in try await run("""
-            UPDATE jobs SET state = 'done', finished_at = now(), locked_until = NULL, last_error = NULL
+            UPDATE jobs SET state = 'done', finished_at = \(nowDate), locked_until = NULL, last_error = NULL
             WHERE id = \(id) AND state = 'running' AND locked_by = \(worker) RETURNING id
             """, on: connection) { done = true }
         return done
@@ -94,8 +94,8 @@ extension Store {
         try await client.query("""
             UPDATE jobs SET
                 state = CASE WHEN attempts >= max_attempts THEN 'failed'::job_state ELSE 'queued'::job_state END,
-                run_at = now() + least(3600, power(2, attempts)) * interval '1 second',
-                finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                run_at = \(nowDate) + least(3600, power(2, attempts)) * interval '1 second',
+                finished_at = CASE WHEN attempts >= max_attempts THEN \(nowDate) END,
                 locked_until = NULL, last_error = \(String(error.prefix(2000)))
             WHERE id = \(id) AND state = 'running' AND locked_by = \(worker)
             """, logger: logger)
@@ -113,7 +113,7 @@ extension Store {
     public func heartbeat(_ id: Int64, worker: String, lease: Duration, progress: String?) async throws {
         let leaseSeconds = Double(lease.components.seconds)
         try await client.query("""
-            UPDATE jobs SET locked_until = now() + \(leaseSeconds) * interval '1 second', progress = coalesce(\(progress), progress)
+            UPDATE jobs SET locked_until = \(nowDate) + \(leaseSeconds) * interval '1 second', progress = coalesce(\(progress), progress)
             WHERE id = \(id) AND state = 'running' AND locked_by = \(worker)
             """, logger: logger)
     }
@@ -157,8 +157,8 @@ extension Store {
         let payload = String(decoding: try JSONSerialization.data(withJSONObject: ["dedupe": dedupe]), as: UTF8.self)
         var inserted = false
         for try await _ in try await client.query("""
-            INSERT INTO jobs (ecosystem_id, kind, payload)
-            SELECT \(ecosystem), \(kind), \(payload)::jsonb
+            INSERT INTO jobs (ecosystem_id, kind, payload, run_at, created_at)
+            SELECT \(ecosystem), \(kind), \(payload)::jsonb, \(nowDate), \(nowDate)
             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE ecosystem_id = \(ecosystem) AND kind = \(kind) AND payload->>'dedupe' = \(dedupe))
             ON CONFLICT DO NOTHING
             RETURNING id

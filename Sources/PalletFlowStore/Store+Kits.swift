@@ -109,7 +109,8 @@ extension Store {
         do {
             try await transaction { connection in
                 try await connection.query("""
-                    INSERT INTO kit_assignments (ecosystem_id, id, template_id, membership_id) VALUES (\(ecosystem), \(id), \(template), \(member))
+                    INSERT INTO kit_assignments (ecosystem_id, id, template_id, membership_id, assigned_at)
+                    VALUES (\(ecosystem), \(id), \(template), \(member), \(nowDate))
                     """, logger: logger)
                 try await audit(connection, ecosystem: ecosystem, by: actor, action: "kit.assign", subject: id)
             }
@@ -163,11 +164,11 @@ extension Store {
                                   by member: UUID) async throws {
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO kit_item_progress (ecosystem_id, assignment_id, item_no, done, attended, note, updated_by)
-                VALUES (\(ecosystem), \(assignment), \(item), \(done), \(attended), \(note), \(member))
+                INSERT INTO kit_item_progress (ecosystem_id, assignment_id, item_no, done, attended, note, updated_by, updated_at)
+                VALUES (\(ecosystem), \(assignment), \(item), \(done), \(attended), \(note), \(member), \(nowDate))
                 ON CONFLICT (ecosystem_id, assignment_id, item_no) DO UPDATE
                 SET done = excluded.done, attended = excluded.attended, note = excluded.note,
-                    updated_by = excluded.updated_by, updated_at = now()
+                    updated_by = excluded.updated_by, updated_at = \(nowDate)
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "kit.progress", subject: assignment)
         }
@@ -204,7 +205,7 @@ extension Store {
             )
             INSERT INTO work_statements (ecosystem_id, id, membership_id, period_start, period_end, movements_handled,
                                          pallets_issued, pallets_recovered, losses, losses_value_minor,
-                                         previous_losses_value_minor, disputes_closed)
+                                         previous_losses_value_minor, disputes_closed, created_at)
             SELECT \(ecosystem), gen_random_uuid(), p.id, date '1970-01-01' + \(Int32(startDay)), date '1970-01-01' + \(Int32(endDay)),
                    (SELECT count(*) FROM movements m WHERE m.ecosystem_id = \(ecosystem) AND m.reverses_id IS NULL
                       AND (m.from_party_id = p.id OR m.to_party_id = p.id)
@@ -213,7 +214,8 @@ extension Store {
                    coalesce(f.previous_value, 0),
                    (SELECT count(*) FROM discrepancies d JOIN movements m ON m.ecosystem_id = d.ecosystem_id AND m.id = d.movement_id
                     WHERE d.ecosystem_id = \(ecosystem) AND (m.from_party_id = p.id OR m.to_party_id = p.id)
-                      AND d.resolved_at >= date '1970-01-01' + \(Int32(startDay)) AND d.resolved_at < date '1970-01-01' + \(Int32(endDay)))
+                      AND d.resolved_at >= date '1970-01-01' + \(Int32(startDay)) AND d.resolved_at < date '1970-01-01' + \(Int32(endDay))),
+                   \(nowDate)
             FROM partners p LEFT JOIN figures f ON f.partner_id = p.id
             WHERE \(shipper) IS NOT NULL
             ON CONFLICT ON CONSTRAINT work_statements_once DO NOTHING
@@ -246,7 +248,7 @@ extension Store {
         try await transaction { connection in
             var found = false
             for try await _ in try await connection.query("""
-                UPDATE work_statements SET answer = \(answer), answer_comment = \(comment), answered_by = \(member), answered_at = now()
+                UPDATE work_statements SET answer = \(answer), answer_comment = \(comment), answered_by = \(member), answered_at = \(nowDate)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id) AND membership_id = \(member) RETURNING id
                 """, logger: logger) { found = true }
             guard found else { throw StoreError.notFound("work statement") }

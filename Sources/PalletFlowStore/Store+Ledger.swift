@@ -136,14 +136,18 @@ extension Store {
     static func postQuery(ecosystem: UUID, member: UUID, _ m: MovementColumns, _ l: LineColumns, _ p: PostingColumns,
                           _ n: NoteColumns, idempotency: IdempotentWrite?) -> PostgresQuery {
         let key = idempotency?.key ?? ""
+        // When the key was recorded: the clock's instant the movements carry as record time.
+        let recordMicros = m.recordMicros.first ?? 0
         return """
             WITH lock AS (
                 -- Shared among writers; the indicators' watermark reader takes it exclusively.
                 SELECT pg_advisory_xact_lock_shared(hashtextextended(\(ecosystem)::text, 7)) AS held
             ), key AS (
-                INSERT INTO idempotency_keys (ecosystem_id, membership_id, key, request_hash, response_status, response_body)
+                INSERT INTO idempotency_keys (ecosystem_id, membership_id, key, request_hash, response_status, response_body,
+                                              created_at)
                 SELECT \(ecosystem), \(member), \(key), \(ByteBuffer(bytes: idempotency?.requestHash ?? [])),
-                       \(idempotency?.status ?? 0), \(ByteBuffer(bytes: idempotency?.body ?? []))
+                       \(idempotency?.status ?? 0), \(ByteBuffer(bytes: idempotency?.body ?? [])),
+                       'epoch'::timestamptz + \(recordMicros) * interval '1 microsecond'
                 WHERE \(key) <> ''
                 ON CONFLICT DO NOTHING
                 RETURNING 1 AS inserted

@@ -72,7 +72,7 @@ extension Store {
                 throw StoreError.conflict("the movement is \(movement.status); only a declared movement can be confirmed")
             }
             try await connection.query("""
-                UPDATE movements SET status = 'confirmed', confirmed = true, confirmed_at = now(), confirmed_by = \(member)
+                UPDATE movements SET status = 'confirmed', confirmed = true, confirmed_at = \(nowDate), confirmed_by = \(member)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
             try await confirmEntries(ecosystem: ecosystem, movement: id, on: connection)
@@ -101,9 +101,9 @@ extension Store {
             let json = String(decoding: try JSONEncoder().encode(counterLines), as: UTF8.self)
             try await connection.query("""
                 INSERT INTO discrepancies (ecosystem_id, id, movement_id, contested_by, counter_lines, evidence_sha256,
-                                           evidence_url, note)
+                                           evidence_url, note, opened_at)
                 VALUES (\(ecosystem), \(discrepancy), \(id), \(member), \(json)::jsonb, \(evidence?.sha256.lowercased()),
-                        \(evidence?.url), \(note))
+                        \(evidence?.url), \(note), \(nowDate))
                 """, logger: logger)
             try await connection.query("""
                 UPDATE movements SET status = 'contested' WHERE ecosystem_id = \(ecosystem) AND id = \(id)
@@ -163,8 +163,9 @@ extension Store {
     /// the corrected movement if one is given. Both link to the original.
     @discardableResult
     public func reverse(ecosystem: UUID, movement id: UUID, by member: UUID, correction: MovementDeclaration?,
-                        correctionConfirmed: Bool, reason: String?, recordTime: Instant = .now(),
+                        correctionConfirmed: Bool, reason: String?, recordTime: Instant? = nil,
                         on connection: PostgresConnection) async throws -> (reversal: UUID, correction: UUID?) {
+        let recordTime = recordTime ?? now
         let original = try await lockMovement(ecosystem: ecosystem, id: id, on: connection)
         guard original.status != "reversed" else { throw StoreError.conflict("this movement has already been reversed") }
         guard original.reverses == nil else { throw StoreError.conflict("a reversal cannot itself be reversed") }
@@ -182,14 +183,14 @@ extension Store {
         var reversalDeclaration = original.declaration
         reversalDeclaration.note = "Reversal of \(id.uuidString.lowercased())" + (reason.map { ": \($0)" } ?? "")
         let reversal = MovementToPost(
-            id: newID(), declaration: reversalDeclaration, declarer: member, counterparty: original.counterparty,
+            id: newID(at: recordTime.date), declaration: reversalDeclaration, declarer: member, counterparty: original.counterparty,
             recordTime: recordTime, reverses: id, source: "reversal",
             postings: LedgerRules.reversal(of: postings).sorted { $0.account < $1.account }, confirmed: original.confirmed)
         var batch = [reversal]
         var correctionID: UUID?
         if let correction {
             let corrected = MovementToPost(
-                id: newID(), declaration: correction, declarer: member,
+                id: newID(at: recordTime.date), declaration: correction, declarer: member,
                 counterparty: LedgerRules.counterparty(of: correction, declarer: original.declarer),
                 recordTime: recordTime, corrects: id, source: "correction",
                 postings: LedgerRules.postings(for: correction), confirmed: correctionConfirmed)
@@ -226,7 +227,7 @@ extension Store {
             switch resolution {
             case .declared:
                 try await connection.query("""
-                    UPDATE movements SET status = 'confirmed', confirmed = true, confirmed_at = now(), confirmed_by = \(member)
+                    UPDATE movements SET status = 'confirmed', confirmed = true, confirmed_at = \(nowDate), confirmed_by = \(member)
                     WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                     """, logger: logger)
                 try await confirmEntries(ecosystem: ecosystem, movement: id, on: connection)
@@ -245,7 +246,7 @@ extension Store {
                 correctionID = result.correction
             }
             try await connection.query("""
-                UPDATE discrepancies SET resolved_at = now(), resolved_by = \(member), resolution = \(resolution.rawValue),
+                UPDATE discrepancies SET resolved_at = \(nowDate), resolved_by = \(member), resolution = \(resolution.rawValue),
                        resolution_note = \(note), correction_movement_id = \(correctionID)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(discrepancy.id)
                 """, logger: logger)

@@ -11,11 +11,11 @@ extension Store {
             // The previous session of the ecosystem: its actions are followed up in this report.
             try await connection.query("""
                 INSERT INTO mediation_sessions (ecosystem_id, id, title, scheduled_at, period_start, period_end, agenda,
-                                                previous_session_id, created_by)
+                                                previous_session_id, created_by, created_at)
                 SELECT \(ecosystem), \(id), \(title), \(scheduledAt), date '1970-01-01' + \(Int32(periodStartDay)),
                        date '1970-01-01' + \(Int32(periodEndDay)), \(agenda),
                        (SELECT id FROM mediation_sessions WHERE ecosystem_id = \(ecosystem) ORDER BY scheduled_at DESC LIMIT 1),
-                       \(member)
+                       \(member), \(nowDate)
                 """, logger: logger)
             for participant in Set(participants + [member]) {
                 try await connection.query("""
@@ -74,8 +74,8 @@ extension Store {
                     review_inside = coalesce(\(reviewInside), review_inside),
                     review_relationship = coalesce(\(reviewRelationship), review_relationship),
                     review_partner = coalesce(\(reviewPartner), review_partner),
-                    held_at = CASE WHEN \(state) = 'held' AND held_at IS NULL THEN now() ELSE held_at END,
-                    closed_at = CASE WHEN \(state) = 'closed' THEN now() ELSE closed_at END
+                    held_at = CASE WHEN \(state) = 'held' AND held_at IS NULL THEN \(nowDate) ELSE held_at END,
+                    closed_at = CASE WHEN \(state) = 'closed' THEN \(nowDate) ELSE closed_at END
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "session.update", subject: id)
@@ -88,8 +88,9 @@ extension Store {
         let id = newID()
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO mediation_actions (ecosystem_id, id, session_id, description, owner_id, due_date)
-                VALUES (\(ecosystem), \(id), \(session), \(description), \(owner), \(dueDate)::date)
+                INSERT INTO mediation_actions (ecosystem_id, id, session_id, description, owner_id, due_date, created_at,
+                                               updated_at)
+                VALUES (\(ecosystem), \(id), \(session), \(description), \(owner), \(dueDate)::date, \(nowDate), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "session.action", subject: id)
         }
@@ -100,7 +101,7 @@ extension Store {
         try await transaction { connection in
             var found = false
             for try await _ in try await connection.query("""
-                UPDATE mediation_actions SET status = \(status), updated_at = now()
+                UPDATE mediation_actions SET status = \(status), updated_at = \(nowDate)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id) RETURNING id
                 """, logger: logger) { found = true }
             guard found else { throw StoreError.notFound("action") }
@@ -121,7 +122,8 @@ extension Store {
 
     public func recordResolution(ecosystem: UUID, session: UUID, discrepancy: UUID) async throws {
         try await client.query("""
-            INSERT INTO mediation_resolutions (ecosystem_id, session_id, discrepancy_id) VALUES (\(ecosystem), \(session), \(discrepancy))
+            INSERT INTO mediation_resolutions (ecosystem_id, session_id, discrepancy_id, decided_at)
+            VALUES (\(ecosystem), \(session), \(discrepancy), \(nowDate))
             ON CONFLICT DO NOTHING
             """, logger: logger)
     }

@@ -30,14 +30,17 @@ public struct PalletNoteRecord: Sendable, Hashable {
 extension Store {
     static let noteColumns = """
         n.id, n.serial, n.issuer_id, n.holder_id, n.pallet_type_id, n.quality::text, n.quantity, n.redeemed_quantity,
-        n.issue_date::text, n.due_date::text, n.movement_id, n.cancelled, (n.due_date < current_date)
+        n.issue_date::text, n.due_date::text, n.movement_id, n.cancelled
         """
 
     func notes(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [PalletNoteRecord] {
         var result: [PalletNoteRecord] = []
+        // Overdue after its due date, by the store's clock (ISO dates compare as text).
+        let today = Instant.date(ofDay: self.today)
         for try await row in try await run(query, on: connection) {
-            let (id, serial, issuer, holder, type, quality, quantity, redeemed, issue, due, movement, cancelled, pastDue) =
-                try row.decode((UUID, String?, UUID, UUID, UUID, String, Int64, Int64, String, String, UUID?, Bool, Bool).self)
+            let (id, serial, issuer, holder, type, quality, quantity, redeemed, issue, due, movement, cancelled) =
+                try row.decode((UUID, String?, UUID, UUID, UUID, String, Int64, Int64, String, String, UUID?, Bool).self)
+            let pastDue = due < today
             result.append(PalletNoteRecord(
                 id: id, serial: serial, issuer: issuer, holder: holder, palletType: type,
                 quality: QualityGrade(rawValue: quality) ?? .a, quantity: quantity, redeemed: redeemed, issueDate: issue,
@@ -63,7 +66,7 @@ extension Store {
         try await notes("""
             SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n
             WHERE n.ecosystem_id = \(ecosystem) AND n.issuer_id = \(issuer)
-              AND NOT n.cancelled AND n.redeemed_quantity < n.quantity AND n.due_date < current_date
+              AND NOT n.cancelled AND n.redeemed_quantity < n.quantity AND n.due_date < \(Instant.date(ofDay: today))::date
             ORDER BY n.due_date, n.id
             """)
     }
@@ -81,13 +84,14 @@ extension Store {
             try await transaction { connection in
                 try await connection.query("""
                     INSERT INTO pallet_notes (ecosystem_id, id, serial, issuer_id, holder_id, pallet_type_id, quality, quantity,
-                                              issue_date, due_date)
+                                              issue_date, due_date, created_at)
                     VALUES (\(ecosystem), \(id), \(terms.serial), \(terms.issuer), \(terms.holder), \(terms.palletType),
-                            \(terms.quality.rawValue)::quality_grade, \(terms.quantity), \(issueDate)::date, \(dueDate)::date)
+                            \(terms.quality.rawValue)::quality_grade, \(terms.quantity), \(issueDate)::date, \(dueDate)::date,
+                            \(nowDate))
                     """, logger: logger)
                 try await connection.query("""
-                    INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, by_membership_id)
-                    VALUES (\(ecosystem), \(id), 'issued', \(terms.quantity), \(member))
+                    INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, by_membership_id, at)
+                    VALUES (\(ecosystem), \(id), 'issued', \(terms.quantity), \(member), \(nowDate))
                     """, logger: logger)
                 try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.issue", subject: id)
             }
@@ -115,8 +119,8 @@ extension Store {
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
             try await connection.query("""
-                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, movement_id, by_membership_id)
-                VALUES (\(ecosystem), \(id), 'redeemed', \(quantity), \(movement), \(member))
+                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, movement_id, by_membership_id, at)
+                VALUES (\(ecosystem), \(id), 'redeemed', \(quantity), \(movement), \(member), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.redeem", subject: id)
             return try await notes("""
@@ -141,8 +145,8 @@ extension Store {
                 UPDATE pallet_notes SET holder_id = \(holder) WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
             try await connection.query("""
-                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, from_holder_id, to_holder_id, by_membership_id)
-                VALUES (\(ecosystem), \(id), 'transferred', \(note.holder), \(holder), \(member))
+                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, from_holder_id, to_holder_id, by_membership_id, at)
+                VALUES (\(ecosystem), \(id), 'transferred', \(note.holder), \(holder), \(member), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.transfer", subject: id)
             return try await notes("""

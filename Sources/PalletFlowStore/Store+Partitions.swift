@@ -52,7 +52,7 @@ extension Store {
     /// a queued DDL lock): it is called again later when it gives up.
     @discardableResult
     public func ensureLedgerPartitions(monthsAhead: Int = 3) async throws -> Int {
-        try await ensureLedgerPartitions(from: .now(), through: Instant.now().utcMonthStart(adding: monthsAhead))
+        try await ensureLedgerPartitions(from: now, through: now.utcMonthStart(adding: monthsAhead))
     }
 
     @discardableResult
@@ -134,8 +134,8 @@ extension Store {
                         progress: @Sendable (String) -> Void) async throws -> [ArchivedMonth] {
         // Declarations may be dated up to 400 days back: a cutoff younger than that would let
         // new entries fall before the horizon, where opening balances can no longer see them.
-        let latestByMonths = Instant.now().utcMonthStart(adding: -keepMonths)
-        let latestByAge = Instant(microsecondsSinceEpoch: Instant.now().microsecondsSinceEpoch - DeclarationLimits.pastMaxMicroseconds)
+        let latestByMonths = now.utcMonthStart(adding: -keepMonths)
+        let latestByAge = Instant(microsecondsSinceEpoch: now.microsecondsSinceEpoch - DeclarationLimits.pastMaxMicroseconds)
             .utcMonthStart()
         let latest = latestByMonths.microsecondsSinceEpoch < latestByAge.microsecondsSinceEpoch ? latestByMonths : latestByAge
         guard cutoff.microsecondsSinceEpoch <= latest.microsecondsSinceEpoch else {
@@ -289,9 +289,9 @@ extension Store {
             }
             let filesJSON = String(decoding: try JSONSerialization.data(withJSONObject: files, options: [.sortedKeys]), as: UTF8.self)
             try await connection.query("""
-                INSERT INTO ledger_archives (month, movements, lines, entries, files, location)
+                INSERT INTO ledger_archives (month, movements, lines, entries, files, location, archived_at)
                 VALUES (\(month + "-01")::date, \(counts["movements"] ?? 0), \(counts["movement_lines"] ?? 0),
-                        \(counts["ledger_entries"] ?? 0), \(filesJSON)::jsonb, \(folder.path))
+                        \(counts["ledger_entries"] ?? 0), \(filesJSON)::jsonb, \(folder.path), \(nowDate))
                 """, logger: logger)
             return ArchivedMonth(month: month, movements: counts["movements"] ?? 0, lines: counts["movement_lines"] ?? 0,
                                  entries: counts["ledger_entries"] ?? 0, discrepancies: counts["discrepancies"] ?? 0,

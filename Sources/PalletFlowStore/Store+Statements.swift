@@ -118,16 +118,16 @@ extension Store {
         try await transaction { connection in
             try await connection.query("""
                 INSERT INTO statement_answers (ecosystem_id, id, party_id, counterparty_id, period_start, period_end,
-                                               statement_hash, answer, comment, answered_by)
+                                               statement_hash, answer, comment, answered_by, answered_at)
                 VALUES (\(ecosystem), \(id), \(statement.party), \(statement.counterparty),
                         'epoch'::timestamptz + \(statement.from.microsecondsSinceEpoch) * interval '1 microsecond',
                         'epoch'::timestamptz + \(statement.until.microsecondsSinceEpoch) * interval '1 microsecond',
-                        \(statement.hash), \(answer), \(comment), \(member))
+                        \(statement.hash), \(answer), \(comment), \(member), \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: ecosystem, by: member, action: "statement.\(answer)", subject: id)
         }
         return StatementAnswer(id: id, answer: answer, comment: comment, statementHash: statement.hash, answeredBy: member,
-                               answeredAt: Date())
+                               answeredAt: nowDate)
     }
 }
 
@@ -163,11 +163,12 @@ extension Store {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: closing, options: [.sortedKeys]), as: UTF8.self)
         var inserted = false
         for try await _ in try await client.query("""
-            INSERT INTO statements_issued (ecosystem_id, id, party_id, counterparty_id, period_start, period_end, statement_hash, closing)
+            INSERT INTO statements_issued (ecosystem_id, id, party_id, counterparty_id, period_start, period_end, statement_hash, closing,
+                                           created_at)
             VALUES (\(ecosystem), \(newID()), \(statement.party), \(statement.counterparty),
                     'epoch'::timestamptz + \(statement.from.microsecondsSinceEpoch) * interval '1 microsecond',
                     'epoch'::timestamptz + \(statement.until.microsecondsSinceEpoch) * interval '1 microsecond',
-                    \(statement.hash), \(json)::jsonb)
+                    \(statement.hash), \(json)::jsonb, \(nowDate))
             ON CONFLICT ON CONSTRAINT statements_issued_once DO NOTHING
             RETURNING id
             """, logger: logger) { inserted = true }

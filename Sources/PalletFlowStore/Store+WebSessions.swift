@@ -19,11 +19,12 @@ extension Store {
         let csrf = TokenSecret.generate().text
         let id = newID()
         let seconds = Double(lifetime.components.seconds)
-        let expires = Date().addingTimeInterval(seconds)
+        let expires = nowDate.addingTimeInterval(seconds)
         try await transaction { connection in
             try await connection.query("""
-                INSERT INTO web_sessions (ecosystem_id, id, secret_hash, token_id, csrf_token, expires_at)
-                VALUES (\(caller.ecosystem), \(id), \(ByteBuffer(bytes: secret.hash)), \(caller.token), \(csrf), \(expires))
+                INSERT INTO web_sessions (ecosystem_id, id, secret_hash, token_id, csrf_token, expires_at, created_at)
+                VALUES (\(caller.ecosystem), \(id), \(ByteBuffer(bytes: secret.hash)), \(caller.token), \(csrf), \(expires),
+                        \(nowDate))
                 """, logger: logger)
             try await audit(connection, ecosystem: caller.ecosystem, by: caller.membership, action: "session.open", subject: id)
         }
@@ -40,7 +41,7 @@ extension Store {
             JOIN api_tokens t ON t.ecosystem_id = s.ecosystem_id AND t.id = s.token_id
             JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
             JOIN organisations o ON o.id = m.organisation_id
-            WHERE s.secret_hash = \(ByteBuffer(bytes: secret.hash)) AND s.ended_at IS NULL AND s.expires_at > now()
+            WHERE s.secret_hash = \(ByteBuffer(bytes: secret.hash)) AND s.ended_at IS NULL AND s.expires_at > \(nowDate)
               AND t.revoked_at IS NULL AND m.active
             """, logger: logger)
         for try await (id, csrf, expires, ecosystem, membership, organisation, name, role, token) in rows.decode(
@@ -56,7 +57,7 @@ extension Store {
     public func endWebSession(_ session: WebSession) async throws {
         try await transaction { connection in
             try await connection.query("""
-                UPDATE web_sessions SET ended_at = now()
+                UPDATE web_sessions SET ended_at = \(nowDate)
                 WHERE ecosystem_id = \(session.caller.ecosystem) AND id = \(session.id) AND ended_at IS NULL
                 """, logger: logger)
             try await audit(connection, ecosystem: session.caller.ecosystem, by: session.caller.membership,

@@ -11,17 +11,33 @@ public struct Store: Sendable {
     public let logger: Logger
     /// Authenticated tokens of this process (see `TokenCache` for when revocations apply).
     public let tokenCache: TokenCache
+    /// The business clock: every "now" and "today" a rule or a query needs comes from here
+    /// and is bound as a parameter, never read from PostgreSQL's `now()` (`WallClock`).
+    public let clock: WallClock
 
-    public init(database: DatabaseClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
+    public init(database: DatabaseClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5),
+                clock: WallClock = .system) {
         self.client = database
         self.logger = logger
         self.tokenCache = TokenCache(lifetime: tokenCacheLifetime)
+        self.clock = clock
     }
 
     /// On a pool the caller runs (the CLI, tests).
-    public init(client: PostgresClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5)) {
-        self.init(database: DatabaseClient(client, logger: logger), logger: logger, tokenCacheLifetime: tokenCacheLifetime)
+    public init(client: PostgresClient, logger: Logger, tokenCacheLifetime: Duration = .seconds(5),
+                clock: WallClock = .system) {
+        self.init(database: DatabaseClient(client, logger: logger), logger: logger, tokenCacheLifetime: tokenCacheLifetime,
+                  clock: clock)
     }
+
+    /// The clock's current instant.
+    public var now: Instant { clock.now() }
+
+    /// The clock's current instant as a `Date` (what postgres-nio binds as timestamptz).
+    public var nowDate: Date { clock.now().date }
+
+    /// Today, days since 1970-01-01 (UTC).
+    public var today: Int { clock.today }
 }
 
 extension Store {

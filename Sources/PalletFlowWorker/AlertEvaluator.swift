@@ -9,7 +9,8 @@ public struct AlertEvaluator: Sendable {
 
     /// Candidates from the latest indicators and open discrepancies (pure rule part below).
     @discardableResult
-    public func evaluate(ecosystem: UUID, today: Int = Instant.now().day) async throws -> [UUID] {
+    public func evaluate(ecosystem: UUID, today: Int? = nil) async throws -> [UUID] {
+        let today = today ?? store.today
         let rules = try await store.alertRules(ecosystem: ecosystem)
         guard !rules.isEmpty else { return [] }
         let snapshots = try await store.latestIndicators(ecosystem: ecosystem)

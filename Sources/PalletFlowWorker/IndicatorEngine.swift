@@ -16,8 +16,8 @@ public struct IndicatorEngine: Sendable {
 
     /// The last day periods run to: today, or tomorrow (UTC) while a declaration dated up
     /// to the tolerated clock skew ahead may already fall on it.
-    public static func today() -> Int {
-        Instant(microsecondsSinceEpoch: Instant.now().microsecondsSinceEpoch + DeclarationLimits.futureToleranceMicroseconds).day
+    public static func today(_ clock: WallClock) -> Int {
+        Instant(microsecondsSinceEpoch: clock.now().microsecondsSinceEpoch + DeclarationLimits.futureToleranceMicroseconds).day
     }
 
     public struct Outcome: Sendable, Equatable {
@@ -31,8 +31,9 @@ public struct IndicatorEngine: Sendable {
     /// the relationships they touch are recomputed from their state, for the periods from
     /// the earliest day they touch. The rows equal what a full recompute gives.
     @discardableResult
-    public func update(ecosystem: UUID, today: Int = IndicatorEngine.today(),
+    public func update(ecosystem: UUID, today: Int? = nil,
                        progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
+        let today = today ?? Self.today(store.clock)
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
         let values = try await store.unitValues(ecosystem: ecosystem)
         let lossHorizonDays = settings.lossHorizonDays
@@ -75,8 +76,9 @@ public struct IndicatorEngine: Sendable {
 
     /// Rebuilds every indicator of the ecosystem from the whole ledger.
     @discardableResult
-    public func recompute(ecosystem: UUID, today: Int = IndicatorEngine.today(),
+    public func recompute(ecosystem: UUID, today: Int? = nil,
                           progress: @Sendable (Int, Int) async -> Void = { _, _ in }) async throws -> Outcome {
+        let today = today ?? Self.today(store.clock)
         guard let settings = try await store.indicatorSettings(ecosystem: ecosystem) else { return Outcome(relationships: 0, rows: 0, watermark: 0) }
         let last = try await store.committedSeq(ecosystem: ecosystem)
         let facts = try await store.relationshipFacts(ecosystem: ecosystem, shipper: settings.shipper, partners: nil)

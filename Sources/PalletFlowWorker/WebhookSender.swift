@@ -30,6 +30,8 @@ public struct WebhookSender: Sendable {
             ],
         ]
         let body = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        // The receiver checks this against its own clock to refuse replays: the machine's
+        // time, not the business clock (which a rehearsal may shift).
         let timestamp = String(Int(Date().timeIntervalSince1970))
         guard let url = URL(string: webhook.url) else { return }
         var request = URLRequest(url: url, timeoutInterval: timeout)

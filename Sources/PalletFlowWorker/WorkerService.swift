@@ -75,7 +75,7 @@ public struct WorkerService: Service {
                 try await engine.recompute(ecosystem: ecosystem) { done, total in await context.progress("\(done)/\(total) relationships") }
                 try await alerts.evaluate(ecosystem: ecosystem)
                 // Charter clauses are judged on the last complete month and week.
-                let today = Instant.now().day
+                let today = store.today
                 try await store.evaluateCharter(ecosystem: ecosystem, period: .month,
                                                 startDay: PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1))
                 try await store.evaluateCharter(ecosystem: ecosystem, period: .week,
@@ -146,7 +146,7 @@ public struct WorkerService: Service {
         for ecosystem in try await store.ecosystemsBehindWatermark() {
             try await store.enqueue(kind: "indicators.update", ecosystem: ecosystem)
         }
-        let today = Instant.now().day
+        let today = store.today
         // The month that ended last: its statements go out once.
         let lastMonth = String(Instant.date(ofDay: PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 1)).prefix(7))
         for ecosystem in try await store.allEcosystems() {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PalletFlowCore
 import PalletFlowStore
 import PalletFlowWorker
 import ServiceLifecycle
@@ -45,7 +46,17 @@ struct PalletflowWorker: AsyncParsableCommand {
         }
         defer { runtime.close() }
         let client = runtime.makeDatabaseClient(logger: logger)
-        let worker = WorkerService(store: Store(database: client, logger: logger), lease: .seconds(jobLeaseSeconds))
+        let clock: WallClock
+        do {
+            let configured = try WallClock.configured()
+            clock = configured.clock
+            if configured.offsetSeconds != 0 {
+                logger.warning("the business clock is shifted from the system's", metadata: ["offset_seconds": "\(configured.offsetSeconds)"])
+            }
+        } catch let error as WallClockSettingError {
+            throw ValidationError(error.description)
+        }
+        let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds))
         let group = ServiceGroup(
             configuration: .init(
                 services: [

@@ -31,6 +31,12 @@ struct DatabaseOptions: ParsableArguments {
     func withStore<Result: Sendable>(migrate: Bool = true, _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
         JSONLogHandler.bootstrap(level: verbose ? .info : .warning, format: "text")
         let logger = Logger(label: "palletflow")
+        let clock: WallClock
+        do {
+            clock = try WallClock.configured().clock
+        } catch let error as WallClockSettingError {
+            throw ValidationError(error.description)
+        }
         let runtime: DatabaseRuntime
         do {
             runtime = try await DatabaseRuntime.open(dataDirectory: dataDirectory,
@@ -42,7 +48,7 @@ struct DatabaseOptions: ParsableArguments {
         defer { runtime.close() }
         return try await runtime.withClient(logger: logger) { client in
             if migrate { try await Migrator().migrate(client, logger: logger) }
-            return try await body(Store(client: client, logger: logger))
+            return try await body(Store(client: client, logger: logger, clock: clock))
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import PalletFlowAPI
+import PalletFlowCore
 import PalletFlowDemo
 import PalletFlowStore
 import PalletFlowWorker
@@ -105,6 +106,7 @@ struct Palletflowd: AsyncParsableCommand {
     func run() async throws {
         JSONLogHandler.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info, format: logFormat)
         let logger = Logger(label: "palletflowd")
+        let clock = try businessClock(logger: logger)
         let databaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"]
 
         // One daemon per data directory: a second one must not share (and later stop) the cluster.
@@ -141,12 +143,12 @@ struct Palletflowd: AsyncParsableCommand {
         let client = DatabaseRuntime.makeDatabaseClient(
             runtime.settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
         let store = Store(database: client, logger: logger,
-                          tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())))
+                          tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())), clock: clock)
         // Work that legitimately runs long (migrations of a large ledger, the demo's history,
         // the worker's recomputes) on a small pool of its own, without the limit.
         let maintenanceClient = DatabaseRuntime.makeDatabaseClient(
             runtime.settings.withMaximumConnections(withWorker ? 4 : 2), logger: logger)
-        let maintenanceStore = Store(database: maintenanceClient, logger: logger)
+        let maintenanceStore = Store(database: maintenanceClient, logger: logger, clock: clock)
         // Read-heavy answers from a streaming replica, when one is given.
         var readStore: Store?
         var readClient: DatabaseClient?
@@ -159,7 +161,7 @@ struct Palletflowd: AsyncParsableCommand {
             }
             let replica = DatabaseRuntime.makeDatabaseClient(settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
             readClient = replica
-            readStore = Store(database: replica, logger: logger)
+            readStore = Store(database: replica, logger: logger, clock: clock)
             logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
         }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
@@ -197,6 +199,21 @@ struct Palletflowd: AsyncParsableCommand {
             throw ValidationError("database error: \(String(reflecting: error))")
         }
     }
+}
+
+/// The business clock (`WallClock`): the system's, or shifted by `PALLETFLOW_CLOCK_OFFSET_SECONDS`.
+func businessClock(logger: Logger) throws -> WallClock {
+    let configured: (clock: WallClock, offsetSeconds: Int64)
+    do {
+        configured = try WallClock.configured()
+    } catch let error as WallClockSettingError {
+        throw ValidationError(error.description)
+    }
+    if configured.offsetSeconds != 0 {
+        logger.warning("the business clock is shifted from the system's: record times, due dates and periods follow it",
+                       metadata: ["offset_seconds": "\(configured.offsetSeconds)"])
+    }
+    return configured.clock
 }
 
 func printDemoBanner(_ seeded: DemoEcosystem.Seeded, host: String, port: Int, scheme: String) {

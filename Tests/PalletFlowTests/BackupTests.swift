@@ -60,11 +60,11 @@ struct BackupTests {
             let carrier = try #require(directory.members.values.first { $0.role == .carrier })
             let type = try #require(directory.palletTypes.values.first { $0.code == "EPAL1" })
             let declaration = MovementDeclaration(
-                kind: .transfer, eventTime: Instant(Date().addingTimeInterval(-60)),
+                kind: .transfer, eventTime: Instant(TestClock.now().date.addingTimeInterval(-60)),
                 from: PartyAtSite(party: shipper.id, site: directory.sites.values.first { $0.owner == shipper.id }?.id),
                 to: PartyAtSite(party: carrier.id), lines: [MovementLine(palletType: type.id, quality: .c, quantity: 3)])
             _ = try await store.post(ecosystem: ecosystem, by: shipper.id, [MovementToPost(
-                id: newID(), declaration: declaration, declarer: shipper.id, counterparty: carrier.id, recordTime: .now(),
+                id: newID(), declaration: declaration, declarer: shipper.id, counterparty: carrier.id, recordTime: store.now,
                 postings: LedgerRules.postings(for: declaration), confirmed: false)], idempotency: nil)
             #expect(try await store.verifyLedger(ecosystem: ecosystem).holds)
         }
@@ -77,14 +77,14 @@ struct BackupTests {
             let fixture = try await Fixture.make(store)
             let directory = try await store.directory(ecosystem: fixture.ecosystem)
             let declaration = MovementDeclaration(
-                kind: .pickup, eventTime: Instant(Date().addingTimeInterval(-3600)),
+                kind: .pickup, eventTime: Instant(TestClock.now().date.addingTimeInterval(-3600)),
                 from: PartyAtSite(party: fixture.shipper.id, site: fixture.shipper.site), to: PartyAtSite(party: fixture.carrier.id),
                 lines: [MovementLine(palletType: fixture.epal, quality: .a, quantity: 30)])
             #expect(LedgerRules.validate(declaration, declarer: directory.members[fixture.carrier.id]!, directory: directory,
-                                         now: .now()).isEmpty)
+                                         now: store.now).isEmpty)
             _ = try await store.post(ecosystem: fixture.ecosystem, by: fixture.carrier.id, [MovementToPost(
                 id: newID(), declaration: declaration, declarer: fixture.carrier.id, counterparty: fixture.shipper.id,
-                recordTime: .now(), postings: LedgerRules.postings(for: declaration), confirmed: false)], idempotency: nil)
+                recordTime: store.now, postings: LedgerRules.postings(for: declaration), confirmed: false)], idempotency: nil)
             _ = try await store.backup(ecosystem: fixture.ecosystem) { line in lines.withLock { $0.append(line) } }
             return fixture.ecosystem
         }

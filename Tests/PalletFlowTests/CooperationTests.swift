@@ -108,7 +108,7 @@ struct CooperationTests {
                                    json: ["contentHash": hash])
 
             // Last month: Carrier One issued 20, returned 19 (95%: met); Carrier Two issued 10, returned 5 (50%: not met).
-            let lastMonth = PeriodKind.month.start(of: PeriodKind.month.start(of: Instant.now().day) - 1)
+            let lastMonth = PeriodKind.month.start(of: PeriodKind.month.start(of: TestClock.now().day) - 1)
             let day = Instant.date(ofDay: lastMonth + 3)
             func declare(_ token: String, _ body: [String: Any], _ key: String) async throws {
                 let response = try await api.post("\(fixture.base)/movements", token: token, json: body, key: key)
@@ -173,7 +173,7 @@ struct CooperationTests {
             #expect(contest.status == .created)
             try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
 
-            let today = Instant.now().day
+            let today = TestClock.now().day
             let periodStart = Instant.date(ofDay: PeriodKind.month.start(of: today))
             let periodEnd = Instant.date(ofDay: PeriodKind.month.end(startingAt: PeriodKind.month.start(of: today)))
             func open(_ title: String) async throws -> String {
@@ -301,7 +301,8 @@ struct KitsAndWorkStatementsTests {
             let kit = try await api.post("\(fixture.base)/kits", token: fixture.shipper.token, json: [
                 "name": "Kit transporteur", "items": [
                     ["number": 1, "kind": "charter", "title": "Sign the charter", "fact": "charter_signed"],
-                    ["number": 2, "kind": "training", "title": "Dock counting training", "scheduledAt": "2026-12-03T09:00:00Z"],
+                    ["number": 2, "kind": "training", "title": "Dock counting training",
+                     "scheduledAt": TestClock.time(day: TestClock.today + 7, hour: 9)],
                     ["number": 3, "kind": "checklist", "title": "Connect your TMS to the API"],
                     ["number": 4, "kind": "document", "title": "Guide", "url": "https://example.org/guide.pdf"],
                 ],
@@ -352,28 +353,29 @@ struct KitsAndWorkStatementsTests {
     @Test("the statement after the work counts the month's work and the losses avoided; the partner acknowledges it")
     func workStatement() async throws {
         try await withAPI { api, fixture, store in
-            // Two months: October lost 4 pallets (4 x 15.00), November lost 1: 45.00 of losses avoided.
+            // Two months before this one: the first lost 4 pallets (4 x 15.00), the last one 1:
+            // 45.00 of losses avoided.
             func declare(_ body: [String: Any], _ key: String) async throws {
                 let response = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: body, key: key)
                 #expect(response.status == .created, "\(response.text)")
             }
             let shipper = ["partyId": fixture.shipper.id.lower]
             let carrier = ["partyId": fixture.carrier.id.lower]
-            try await declare(["kind": "pickup", "eventTime": "2026-10-05T08:00:00Z", "from": shipper, "to": carrier,
+            let earlier = TestClock.monthStart(-2), last = TestClock.monthStart(-1), this = TestClock.monthStart(0)
+            try await declare(["kind": "pickup", "eventTime": TestClock.time(day: earlier + 4, hour: 8), "from": shipper, "to": carrier,
                                "lines": [["palletType": "EPAL1", "quantity": 30, "exchangedQuantity": 20]]], "o1")
-            try await declare(["kind": "loss", "eventTime": "2026-10-20T08:00:00Z", "from": carrier, "to": shipper,
+            try await declare(["kind": "loss", "eventTime": TestClock.time(day: earlier + 19, hour: 8), "from": carrier, "to": shipper,
                                "lines": [["palletType": "EPAL1", "quantity": 4]]], "o2")
-            try await declare(["kind": "return", "eventTime": "2026-11-03T08:00:00Z", "from": carrier, "to": shipper,
+            try await declare(["kind": "return", "eventTime": TestClock.time(day: last + 2, hour: 8), "from": carrier, "to": shipper,
                                "lines": [["palletType": "EPAL1", "quantity": 5]]], "n1")
-            try await declare(["kind": "loss", "eventTime": "2026-11-10T08:00:00Z", "from": carrier, "to": shipper,
+            try await declare(["kind": "loss", "eventTime": TestClock.time(day: last + 9, hour: 8), "from": carrier, "to": shipper,
                                "lines": [["palletType": "EPAL1", "quantity": 1]]], "n2")
             try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
-            let november = try #require(Instant.parse("2026-11-01T00:00:00Z")).day
             let issued = try await store.issueWorkStatements(ecosystem: fixture.ecosystem, shipper: fixture.shipper.id,
-                                                             startDay: november, endDay: november + 30)
+                                                             startDay: last, endDay: this)
             #expect(issued >= 1)
             #expect(try await store.issueWorkStatements(ecosystem: fixture.ecosystem, shipper: fixture.shipper.id,
-                                                        startDay: november, endDay: november + 30) == 0)
+                                                        startDay: last, endDay: this) == 0)
             let mine = try await api.get("\(fixture.base)/work-statements", token: fixture.carrier.token)
             let statement = try #require(mine.items.first)
             #expect(mine.items.allSatisfy { $0["memberId"] as? String == fixture.carrier.id.lower })
@@ -387,7 +389,7 @@ struct KitsAndWorkStatementsTests {
             #expect(try await api.post("\(fixture.base)/work-statements/\(id)/answer", token: fixture.shipper.token,
                                        json: ["answer": "acknowledged"]).status == .forbidden)
             let answered = try await api.post("\(fixture.base)/work-statements/\(id)/answer", token: fixture.carrier.token,
-                                              json: ["answer": "answered", "comment": "The November loss was at the consignee's dock."])
+                                              json: ["answer": "answered", "comment": "The last loss was at the consignee's dock."])
             #expect(answered.status == .ok, "\(answered.text)")
             #expect(answered.json["answer"] as? String == "answered")
             #expect(try await api.get("\(fixture.base)/work-statements", token: fixture.otherCarrier.token).items

@@ -154,7 +154,9 @@ struct DashboardTests {
     func mediationForms() async throws {
         try await withAPI { api, fixture, _ in
             let created = try await api.post("\(fixture.base)/sessions", token: fixture.coordinator.token, json: [
-                "title": "November mediation", "scheduledAt": hoursAgo(1), "periodStart": "2026-10-01", "periodEnd": "2026-11-01",
+                "title": "Last month's mediation", "scheduledAt": hoursAgo(1),
+                "periodStart": TestClock.date(TestClock.monthStart(-1) - TestClock.today),
+                "periodEnd": TestClock.date(TestClock.monthStart(0) - TestClock.today),
                 "participantIds": [fixture.carrier.id.lower],
             ] as [String: Any])
             #expect(created.status == .created, "\(created.text)")
@@ -172,7 +174,7 @@ struct DashboardTests {
             #expect(saved.status == .seeOther)
             let action = try await coordinator.post("/app/sessions/\(session)/actions", form: [
                 "_csrf": csrf, "description": "Count empties before signing the CMR", "ownerId": fixture.carrier.id.lower,
-                "dueDate": "2026-12-15",
+                "dueDate": TestClock.date(20),
             ])
             #expect(action.status == .seeOther)
             let report = try await api.get("\(fixture.base)/sessions/\(session)/report", token: fixture.coordinator.token)

@@ -155,14 +155,14 @@ struct DatabaseClientTests {
             let fixture = try await Fixture.make(store)
             // A declaration (Store.post): a transfer of 12 EPAL from the shipper to the carrier.
             let declaration = MovementDeclaration(
-                kind: .transfer, eventTime: Instant.now(),
+                kind: .transfer, eventTime: TestClock.now(),
                 from: PartyAtSite(party: fixture.shipper.id, site: fixture.shipper.site),
                 to: PartyAtSite(party: fixture.carrier.id, site: fixture.carrier.site),
                 lines: [MovementLine(palletType: fixture.epal, quality: .a, quantity: 12)])
             func post() async throws -> PostOutcome {
                 try await store.post(ecosystem: fixture.ecosystem, by: fixture.shipper.id, [MovementToPost(
                     id: newID(), declaration: declaration, declarer: fixture.shipper.id, counterparty: fixture.carrier.id,
-                    recordTime: Instant.now(), postings: LedgerRules.postings(for: declaration), confirmed: true)],
+                    recordTime: TestClock.now(), postings: LedgerRules.postings(for: declaration), confirmed: true)],
                     idempotency: nil)
             }
             func count(_ table: String) async throws -> Int64 {

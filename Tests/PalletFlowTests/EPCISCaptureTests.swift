@@ -77,13 +77,13 @@ struct EPCISWorld: Sendable {
 
 /// An event time `hours` ago in local French time (+01:00), as a TMS would send it.
 func localTime(hoursAgo hours: Double) -> String {
-    Instant(Date().addingTimeInterval(-hours * 3600), offsetMinutes: 60).rfc3339(keepingOffset: true)
+    Instant(TestClock.now().date.addingTimeInterval(-hours * 3600), offsetMinutes: 60).rfc3339(keepingOffset: true)
 }
 
 func epcisDocument(_ events: [[String: Any]]) -> [String: Any] {
     [
         "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", ["b4l": "https://epcis.b4l.com/"]],
-        "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-11-20T10:00:00Z",
+        "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": TestClock.now().rfc3339(keepingOffset: false),
         "epcisBody": ["eventList": events],
     ]
 }
@@ -489,7 +489,7 @@ struct EPCISCaptureTests {
             // Filters: bizStep and time window.
             let arriving = try await api.get("\(world.base)/epcis/events?EQ_bizStep=arriving", token: world.shipper.token)
             #expect(eventIDs(arriving) == ["urn:uuid:00000000-0000-4000-8000-000000000102", "urn:uuid:00000000-0000-4000-8000-000000000104"])
-            let since = Instant(Date().addingTimeInterval(-6.5 * 3600)).rfc3339(keepingOffset: false)
+            let since = Instant(TestClock.now().date.addingTimeInterval(-6.5 * 3600)).rfc3339(keepingOffset: false)
             let recent = try await api.get("\(world.base)/epcis/events?GE_eventTime=\(since)", token: world.shipper.token)
             // Events 4 (6 h ago) and 5 (5 h ago).
             #expect(eventIDs(recent) == ["urn:uuid:00000000-0000-4000-8000-000000000104", "urn:uuid:00000000-0000-4000-8000-000000000105"])

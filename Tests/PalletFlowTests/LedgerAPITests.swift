@@ -156,15 +156,17 @@ struct LedgerAPITests {
     @Test("a delivery shortfall makes the consignee owe the carrier and issues a pallet note")
     func deliveryShortfall() async throws {
         try await withAPI { api, fixture, store in
+            // Three days ago at 07:45 in Paris (winter time), written with its offset.
+            let eventTime = TestClock.time(day: TestClock.today - 3, hour: 7, minute: 45, offsetMinutes: 60)
             let response = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
-                "kind": "delivery", "eventTime": "2026-11-20T07:45:00+01:00",
+                "kind": "delivery", "eventTime": eventTime,
                 "from": ["partyId": fixture.carrier.id.lower],
                 "to": ["partyId": fixture.customer.id.lower, "siteId": fixture.customer.site!.lower],
                 "lines": [["palletType": "EPAL1", "quantity": 30, "exchangedQuantity": 24]],
                 "palletNote": ["issue": true, "serial": "BP-2026-0042"],
             ], key: "d-1")
             #expect(response.status == .created, "\(response.text)")
-            #expect(response.json["eventTime"] as? String == "2026-11-20T07:45:00+01:00")
+            #expect(response.json["eventTime"] as? String == eventTime)
             #expect((response.json["palletNoteIds"] as? [String])?.count == 1)
             #expect(try await owed(api, fixture, fixture.customer.id, to: fixture.carrier.id).balance == 6)
             var notes: [(String, Int64, String, String)] = []
@@ -175,8 +177,8 @@ struct LedgerAPITests {
             #expect(notes.count == 1)
             #expect(notes.first?.0 == "BP-2026-0042")
             #expect(notes.first?.1 == 6)
-            #expect(notes.first?.2 == "2026-11-20")
-            #expect(notes.first?.3 == "2026-12-20")
+            #expect(notes.first?.2 == TestClock.date(-3))
+            #expect(notes.first?.3 == TestClock.date(-3 + 30))
             try await verify(store, fixture)
         }
     }
@@ -301,7 +303,7 @@ struct LedgerAPITests {
     @Test("bad input is refused with every field named, and nothing is written")
     func badInput() async throws {
         try await withAPI { api, fixture, store in
-            let future = Instant(Date().addingTimeInterval(3 * 86_400)).rfc3339(keepingOffset: false)
+            let future = Instant(TestClock.now().date.addingTimeInterval(3 * 86_400)).rfc3339(keepingOffset: false)
             let cases: [([String: Any], Set<String>)] = [
                 (["kind": "pickup", "eventTime": hoursAgo(1), "from": ["partyId": fixture.shipper.id.lower],
                   "to": ["partyId": fixture.carrier.id.lower],
@@ -394,8 +396,9 @@ struct LedgerAPITests {
         try await withAPI { api, fixture, store in
             _ = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token,
                                    json: Self.pickup(fixture, quantity: 12, exchanged: 2), key: "x1")
+            let returnTime = TestClock.time(day: TestClock.today - 2, hour: 16, offsetMinutes: 60)
             _ = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
-                "kind": "return", "eventTime": "2026-11-25T16:00:00+01:00", "from": ["partyId": fixture.carrier.id.lower],
+                "kind": "return", "eventTime": returnTime, "from": ["partyId": fixture.carrier.id.lower],
                 "to": ["partyId": fixture.shipper.id.lower, "siteId": fixture.shipper.site!.lower],
                 "lines": [["palletType": "EPAL1", "quantity": 4], ["palletType": "EPAL1", "quality": "B", "quantity": 1]],
                 "note": "empties, one \"damaged\", returned",
@@ -403,7 +406,7 @@ struct LedgerAPITests {
             let exported = try await api.get("\(fixture.base)/movements/export", token: fixture.carrier.token)
             #expect(exported.status == .ok)
             #expect(exported.text.hasPrefix(MovementCSV.columns.joined(separator: ",")))
-            #expect(exported.text.contains("2026-11-25T16:00:00+01:00"))
+            #expect(exported.text.contains(returnTime))
             let imported = try await api.request(.post, "\(fixture.base)/movements/import", token: fixture.carrier.token,
                                                  body: exported.text, contentType: "text/csv", headers: ["Idempotency-Key": "csv-1"])
             #expect(imported.status == .created, "\(imported.text)")

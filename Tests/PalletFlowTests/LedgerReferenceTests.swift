@@ -13,11 +13,11 @@ struct LedgerReferenceTests {
     func transfer(_ fixture: Fixture, from: UUID, to: UUID, declarer: UUID, _ quantity: Int64,
                   palletType: UUID? = nil) -> MovementToPost {
         let declaration = MovementDeclaration(
-            kind: .transfer, eventTime: Instant(Date().addingTimeInterval(-3_600)),
+            kind: .transfer, eventTime: Instant(TestClock.now().date.addingTimeInterval(-3_600)),
             from: PartyAtSite(party: from, site: nil), to: PartyAtSite(party: to, site: nil),
             lines: [MovementLine(palletType: palletType ?? fixture.epal, quality: .a, quantity: quantity)])
         return MovementToPost(id: newID(), declaration: declaration, declarer: declarer, counterparty: to,
-                              recordTime: Instant.now(), postings: LedgerRules.postings(for: declaration), confirmed: true)
+                              recordTime: TestClock.now(), postings: LedgerRules.postings(for: declaration), confirmed: true)
     }
 
     func count(_ table: String, _ ecosystem: UUID, _ store: Store) async throws -> Int64 {

@@ -12,11 +12,11 @@ struct NotesAndStatementsTests {
         try await withAPI { api, fixture, store in
             let issued = try await api.post("\(fixture.base)/pallet-notes", token: fixture.customer.token, json: [
                 "issuerId": fixture.customer.id.lower, "holderId": fixture.carrier.id.lower, "palletType": "EPAL1",
-                "quantity": 10, "issueDate": "2026-11-02", "serial": "GDTI-1",
+                "quantity": 10, "issueDate": TestClock.date(-4), "serial": "GDTI-1",
             ])
             #expect(issued.status == .created, "\(issued.text)")
-            // Due date from the ecosystem's rule: 30 days after issue.
-            #expect(issued.json["dueDate"] as? String == "2026-12-02")
+            // Due date from the ecosystem's rule: 30 days after issue, so 26 days from today.
+            #expect(issued.json["dueDate"] as? String == TestClock.date(26))
             #expect(issued.json["state"] as? String == "open")
             let id = try #require(issued.json["id"] as? String)
 
@@ -60,7 +60,7 @@ struct NotesAndStatementsTests {
         try await withAPI { api, fixture, _ in
             let issued = try await api.post("\(fixture.base)/pallet-notes", token: fixture.shipper.token, json: [
                 "issuerId": fixture.customer.id.lower, "holderId": fixture.carrier.id.lower, "palletType": "EPAL1",
-                "quantity": 3, "issueDate": "2025-01-10", "dueDate": "2025-02-10",
+                "quantity": 3, "issueDate": TestClock.date(-60), "dueDate": TestClock.date(-1),
             ])
             #expect(issued.status == .created)
             #expect(issued.json["state"] as? String == "overdue")
@@ -80,13 +80,18 @@ struct NotesAndStatementsTests {
                 ], key: key)
                 #expect(response.status == .created, "\(response.text)")
             }
-            try await pickup("2026-10-15T10:00:00+02:00", 20, 5, "oct")   // before the period: opening 15
-            try await pickup("2026-11-03T09:00:00+01:00", 30, 10, "nov1") // +20
+            // The statement of last month (UTC): one pickup the month before, two movements in it.
+            let month = TestClock.monthStart(-1)
+            let from = TestClock.time(day: month, hour: 0), until = TestClock.time(day: TestClock.monthStart(0), hour: 0)
+            try await pickup(TestClock.time(day: TestClock.monthStart(-2) + 14, hour: 10, offsetMinutes: 120), 20, 5, "before")
+            // before the period: opening 15
+            try await pickup(TestClock.time(day: month + 2, hour: 9, offsetMinutes: 60), 30, 10, "in1") // +20
             _ = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
-                "kind": "return", "eventTime": "2026-11-20T16:00:00+01:00", "from": ["partyId": fixture.carrier.id.lower],
+                "kind": "return", "eventTime": TestClock.time(day: month + 19, hour: 16, offsetMinutes: 60),
+                "from": ["partyId": fixture.carrier.id.lower],
                 "to": ["partyId": fixture.shipper.id.lower], "lines": [["palletType": "EPAL1", "quantity": 8]],
-            ], key: "nov2")                                                  // -8
-            let path = "\(fixture.base)/statements?party=\(fixture.carrier.id.lower)&from=2026-11-01T00:00:00Z&until=2026-12-01T00:00:00Z"
+            ], key: "in2")                                                   // -8
+            let path = "\(fixture.base)/statements?party=\(fixture.carrier.id.lower)&from=\(from)&until=\(until)"
             let statement = try await api.get(path, token: fixture.carrier.token)
             #expect(statement.status == .ok, "\(statement.text)")
             let line = try #require((statement.json["lines"] as? [[String: Any]])?.first)
@@ -101,7 +106,7 @@ struct NotesAndStatementsTests {
 
             let answer = try await api.post("\(fixture.base)/statements/answers", token: fixture.carrier.token, json: [
                 "partyId": fixture.carrier.id.lower, "counterpartyId": fixture.shipper.id.lower,
-                "from": "2026-11-01T00:00:00Z", "until": "2026-12-01T00:00:00Z", "answer": "acknowledged",
+                "from": from, "until": until, "answer": "acknowledged",
             ])
             #expect(answer.status == .created, "\(answer.text)")
             #expect(answer.json["statementHash"] as? String == statement.json["hash"] as? String)
@@ -109,8 +114,9 @@ struct NotesAndStatementsTests {
             #expect((again.json["answers"] as? [[String: Any]])?.first?["answer"] as? String == "acknowledged")
 
             // The worker issues the month's statement once, with the same figures and hash.
-            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: "2026-11") == 1)
-            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: "2026-11") == 0)
+            let monthName = String(Instant.date(ofDay: month).prefix(7))
+            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: monthName) == 1)
+            #expect(try await MonthlyStatements(store: store).issue(ecosystem: fixture.ecosystem, month: monthName) == 0)
             let issued = try await api.get("\(fixture.base)/statements/issued", token: fixture.carrier.token)
             #expect(issued.items.count == 1)
             #expect(issued.items.first?["hash"] as? String == statement.json["hash"] as? String)

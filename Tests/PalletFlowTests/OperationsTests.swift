@@ -27,12 +27,12 @@ struct OperationsTests {
                 ], key: "v\(index)")
             }
             // Age two keys: 10 and 3 days old.
-            try await store.client.query("UPDATE idempotency_keys SET created_at = now() - interval '10 days' WHERE key = 'v0'")
-            try await store.client.query("UPDATE idempotency_keys SET created_at = now() - interval '3 days' WHERE key = 'v1'")
+            try await store.client.query("UPDATE idempotency_keys SET created_at = \(store.nowDate) - interval '10 days' WHERE key = 'v0'")
+            try await store.client.query("UPDATE idempotency_keys SET created_at = \(store.nowDate) - interval '3 days' WHERE key = 'v1'")
             let done = try await store.enqueue(kind: "test.done", ecosystem: fixture.ecosystem)
             _ = try await store.claimJob(worker: "w", lease: .seconds(30), kinds: ["test.done"])
             try await store.completeJob(done.id, worker: "w")
-            try await store.client.query("UPDATE jobs SET finished_at = now() - interval '40 days' WHERE id = \(done.id)")
+            try await store.client.query("UPDATE jobs SET finished_at = \(store.nowDate) - interval '40 days' WHERE id = \(done.id)")
             let queued = try await store.enqueue(kind: "test.queued", ecosystem: fixture.ecosystem)
             // Asking for 1 day still keeps 7: only the 10-day-old key goes.
             let removed = try await store.vacuum(idempotencyKeysOlderThanDays: 1, jobsOlderThanDays: 30)

@@ -85,11 +85,11 @@ struct ReplicaTests {
         let standby = try DatabaseSettings.url(standbyURL, maximumConnections: 2)
         try await DatabaseRuntime(settings: standby, cluster: nil).withClient(logger: TestDatabase.logger) { replica in
             try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { primary in
-                let store = Store(client: primary, logger: TestDatabase.logger)
+                let store = Store(client: primary, logger: TestDatabase.logger, clock: TestClock.clock)
                 let fixture = try await Fixture.make(store)
-                let today = Instant.now().day
+                let today = TestClock.now().day
                 let session = try await store.createSession(
-                    ecosystem: fixture.ecosystem, title: "Quarterly review", scheduledAt: Date(), periodStartDay: today - 30,
+                    ecosystem: fixture.ecosystem, title: "Quarterly review", scheduledAt: TestClock.now().date, periodStartDay: today - 30,
                     periodEndDay: today + 1, agenda: nil, participants: [fixture.carrier.id, fixture.shipper.id],
                     by: fixture.shipper.id)
                 // Wait until the standby has the fixture.

@@ -21,7 +21,7 @@ struct StatementLimitTests {
         let runtime = DatabaseRuntime(settings: settings.limitingStatements(toSeconds: seconds), cluster: nil)
         try await runtime.withClient(logger: TestDatabase.logger) { client in
             let store = Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
-                              logger: TestDatabase.logger)
+                              logger: TestDatabase.logger, clock: TestClock.clock)
             let fixture = try await Fixture.make(store)
             let router = try buildRouter(store: store, settings: ServerSettings(), logger: TestDatabase.logger)
             try await Application(router: router, logger: TestDatabase.logger).test(.router) { client in

@@ -33,7 +33,7 @@ struct TokenCacheTests {
     func revokedElsewhere() async throws {
         try await withFreshStore { base in
             let lifetime = Duration.milliseconds(500)
-            let store = Store(database: base.client, logger: base.logger, tokenCacheLifetime: lifetime)
+            let store = Store(database: base.client, logger: base.logger, tokenCacheLifetime: lifetime, clock: TestClock.clock)
             let (ecosystem, _, _) = try await store.createEcosystem(name: "Cache", shipperName: "Shipper SA", shipperPGLN: nil)
             let carrier = try await store.addMember(ecosystem: ecosystem.id, name: "Carrier", pgln: nil, role: .carrier, by: nil)
             let (token, secret) = try await store.issueToken(ecosystem: ecosystem.id, member: carrier.id, name: "tms", by: nil)
@@ -50,7 +50,7 @@ struct TokenCacheTests {
             try await Task.sleep(until: after + lifetime + .milliseconds(50))
             #expect(try await store.authenticate(secret) == nil)
 
-            let uncached = Store(database: base.client, logger: base.logger, tokenCacheLifetime: .zero)
+            let uncached = Store(database: base.client, logger: base.logger, tokenCacheLifetime: .zero, clock: TestClock.clock)
             let (other, otherSecret) = try await uncached.issueToken(ecosystem: ecosystem.id, member: carrier.id, name: "tms", by: nil)
             #expect(try await uncached.authenticate(otherSecret) != nil)
             try await uncached.client.query("UPDATE api_tokens SET revoked_at = now() WHERE id = \(other.id)")

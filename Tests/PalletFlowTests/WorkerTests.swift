@@ -23,7 +23,7 @@ struct WorkerTests {
     func startsAndStops() async throws {
         let settings = try await TestDatabase.shared.freshDatabase()
         let client = DatabaseRuntime(settings: settings, cluster: nil).makeClient(logger: TestDatabase.logger)
-        let worker = WorkerService(store: Store(client: client, logger: TestDatabase.logger), pollInterval: .milliseconds(50))
+        let worker = WorkerService(store: Store(client: client, logger: TestDatabase.logger, clock: TestClock.clock), pollInterval: .milliseconds(50))
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: client), .init(service: worker)], logger: TestDatabase.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -38,7 +38,7 @@ struct WorkerTests {
     func refusesUnmigrated() async throws {
         let settings = try await TestDatabase.shared.emptyDatabase()
         try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
-            let worker = WorkerService(store: Store(client: client, logger: TestDatabase.logger))
+            let worker = WorkerService(store: Store(client: client, logger: TestDatabase.logger, clock: TestClock.clock))
             await #expect(throws: WorkerError.self) { try await worker.run() }
         }
     }
@@ -110,7 +110,7 @@ struct WorkerTests {
             #expect(try await worker.runOne())
             let again = try #require(try await store.job(ecosystem: ecosystem, id: retried.id))
             #expect(again.state == "queued")
-            #expect(again.runAt > Date())
+            #expect(again.runAt > TestClock.now().date)
         }
     }
 
@@ -171,7 +171,7 @@ struct WorkerTests {
     func incrementalEqualsFull() async throws {
         try await withAPI { api, fixture, store in
             let engine = IndicatorEngine(store: store)
-            let today = Instant.now().day
+            let today = TestClock.now().day
             try await Self.scenario(api, fixture)
             try await engine.update(ecosystem: fixture.ecosystem, today: today)
             // A second batch: a back-dated pickup 60 days ago, and a pickup by another carrier.
@@ -222,7 +222,7 @@ struct WorkerTests {
         try await withAPI { api, fixture, store in
             let engine = IndicatorEngine(store: store)
             // With an offset, some declarations fall after `today`: the whole history is read for them.
-            let today = Instant.now().day + todayOffset
+            let today = TestClock.now().day + todayOffset
             let shipper = ["partyId": fixture.shipper.id.lower]
             let carrier = ["partyId": fixture.carrier.id.lower]
             let other = ["partyId": fixture.otherCarrier.id.lower]

@@ -75,7 +75,7 @@ extension WebApp {
                 <label for="description">\(esc(t("Description")))</label><input type="text" id="description" name="description" required maxlength="2000">
                 <label for="ownerId">\(esc(t("Owner")))</label><select id="ownerId" name="ownerId">
                 \(owners.map { "<option value=\"\(esc($0.id.lowercased()))\">\(esc($0.name))</option>" }.joined())</select>
-                <label for="dueDate">\(esc(t("Due date")))</label><input type="date" id="dueDate" name="dueDate" required value="\(Instant.date(ofDay: Instant.now().day + 30))">
+                <label for="dueDate">\(esc(t("Due date")))</label><input type="date" id="dueDate" name="dueDate" required value="\(Instant.date(ofDay: api.store.today + 30))">
                 <button type="submit">\(esc(t("Add an action")))</button></form>
                 """
             let open = try await api.listDiscrepancies(.init(path: .init(ecosystemId: eco), query: .init(open: true))).ok.body.json.items

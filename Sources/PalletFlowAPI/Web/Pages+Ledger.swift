@@ -24,7 +24,7 @@ extension WebApp {
     /// Ecosystem-wide restitution and loss by month, from the API's monthly indicators.
     func trendCharts(_ page: PageContext, partner: String?) async throws -> String {
         let t = page.t
-        let today = Instant.now().day
+        let today = api.store.today
         let first = PeriodKind.month.start(of: PeriodKind.month.start(of: today) - 330)
         let rows = try await api.listIndicators(.init(path: .init(ecosystemId: eco), query: .init(
             partner: partner, period: .month, from: Instant.date(ofDay: first)))).ok.body.json.items
@@ -248,7 +248,7 @@ extension WebApp {
         let members = try await names()
         let types = try await palletTypes()
         guard let shipper = members.values.first(where: { $0.role == .shipper }) else { throw Problem.notFound("shipper") }
-        let today = Instant.now().day
+        let today = api.store.today
         let monthStart = PeriodKind.month.start(of: today)
         let from = query["from"].flatMap { Instant.parse($0 + "T00:00:00Z") != nil ? $0 : nil } ?? Instant.date(ofDay: monthStart)
         let until = query["until"].flatMap { Instant.parse($0 + "T00:00:00Z") != nil ? $0 : nil } ?? Instant.date(ofDay: today + 1)

@@ -154,5 +154,5 @@ extension UUID {
 
 /// An RFC 3339 instant `hours` before now, in UTC.
 func hoursAgo(_ hours: Double) -> String {
-    Instant(Date().addingTimeInterval(-hours * 3600)).rfc3339(keepingOffset: false)
+    Instant(TestClock.now().date.addingTimeInterval(-hours * 3600)).rfc3339(keepingOffset: false)
 }

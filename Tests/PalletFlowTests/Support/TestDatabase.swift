@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PalletFlowCore
 import PalletFlowStore
 import PostgresNIO
 
@@ -48,6 +49,9 @@ actor TestDatabase {
         let runtime = DatabaseRuntime(settings: settings, cluster: nil)
         _ = try await runtime.withClient(logger: Self.logger) { client in
             try await Migrator().migrate(client, logger: Self.logger)
+            // The ledger's monthly partitions around the tests' "now", which the shifted runs
+            // move months or a year away from the machine's.
+            try await Store(client: client, logger: Self.logger, clock: TestClock.clock).ensureLedgerPartitions()
         }
         return cluster
     }
@@ -84,8 +88,47 @@ actor TestDatabase {
 
 nonisolated(unsafe) var clusterToStopAtExit: EmbeddedPostgres?
 
+/// The tests' business clock: the machine's, shifted like the daemons' by
+/// `PALLETFLOW_CLOCK_OFFSET_SECONDS` (`scripts/test` runs the date-sensitive suites again at
+/// +45 and +400 days). Tests state their dates relative to `TestClock.now()`, never as
+/// calendar literals near today, so they hold on any date.
+enum TestClock {
+    static let clock: WallClock = {
+        do {
+            return try WallClock.configured().clock
+        } catch {
+            fatalError("\(error)")
+        }
+    }()
+
+    static func now() -> Instant { clock.now() }
+    static var today: Int { clock.today }
+
+    /// The date (`YYYY-MM-DD`) `days` from today (negative: before).
+    static func date(_ days: Int) -> String { Instant.date(ofDay: today + days) }
+
+    /// The first day of the UTC month `months` away from the current one (days since 1970).
+    static func monthStart(_ months: Int) -> Int {
+        var day = PeriodKind.month.start(of: today)
+        if months >= 0 {
+            for _ in 0..<months { day = PeriodKind.month.end(startingAt: day) }
+        } else {
+            for _ in 0..<(-months) { day = PeriodKind.month.start(of: day - 1) }
+        }
+        return day
+    }
+
+    /// An RFC 3339 time on `day` at `hour`:`minute` local time, written with `offsetMinutes`.
+    static func time(day: Int, hour: Int, minute: Int = 0, offsetMinutes: Int = 0) -> String {
+        let local = Int64(day) * 86_400 + Int64(hour * 3_600 + minute * 60)
+        return Instant(microsecondsSinceEpoch: (local - Int64(offsetMinutes) * 60) * 1_000_000,
+                       offsetMinutes: offsetMinutes).rfc3339(keepingOffset: true)
+    }
+}
+
 /// Runs `body` with a store on a fresh database whose client is running.
-func withFreshStore<Result: Sendable>(_ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock,
+                                      _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
     let settings = try await TestDatabase.shared.freshDatabase()
     let runtime = DatabaseRuntime(settings: settings, cluster: nil)
     return try await runtime.withClient(logger: TestDatabase.logger) { client in
@@ -93,6 +136,6 @@ func withFreshStore<Result: Sendable>(_ body: @Sendable (Store) async throws -> 
         // each other's clusters, and on a busy 2-core machine a new connection can take
         // longer than that. The deadline itself is tested in DatabaseClientTests.
         try await body(Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
-                             logger: TestDatabase.logger))
+                             logger: TestDatabase.logger, clock: clock))
     }
 }

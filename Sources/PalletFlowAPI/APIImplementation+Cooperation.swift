@@ -135,12 +135,20 @@ extension APIImplementation {
 
     // MARK: Mediation sessions
 
-    func sessionOutput(_ session: SessionRecord) -> Components.Schemas.Session {
-        .init(id: session.id.lowercase, title: session.title, state: .init(rawValue: session.state)!, scheduledAt: session.scheduledAt,
+    /// A session as `caller` may read it: a partner learns no other partner's id.
+    func sessionOutput(_ session: SessionRecord, for caller: Caller) async throws -> Components.Schemas.Session {
+        var participants = session.participants
+        if !caller.role.readsWholeEcosystem {
+            let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
+            participants = participants.filter { id in
+                id == caller.membership || directory.members[id].map { $0.role.readsWholeEcosystem } ?? false
+            }
+        }
+        return .init(id: session.id.lowercase, title: session.title, state: .init(rawValue: session.state)!, scheduledAt: session.scheduledAt,
               periodStart: Instant.date(ofDay: session.periodStartDay), periodEnd: Instant.date(ofDay: session.periodEndDay),
               agenda: session.agenda, minutes: session.minutes, reviewInside: session.reviewInside,
               reviewRelationship: session.reviewRelationship, reviewPartner: session.reviewPartner,
-              previousSessionId: session.previousSession?.lowercase, participantIds: session.participants.map(\.lowercase))
+              previousSessionId: session.previousSession?.lowercase, participantIds: participants.map(\.lowercase))
     }
 
     /// A session the caller may see (mediators, or a participant), or 404.
@@ -161,7 +169,9 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let sessions = try await store.sessions(ecosystem: caller.ecosystem)
             .filter { caller.role.readsWholeEcosystem || $0.participants.contains(caller.membership) }
-        return .ok(.init(body: .json(.init(items: sessions.map(sessionOutput)))))
+        var items: [Components.Schemas.Session] = []
+        for session in sessions { items.append(try await sessionOutput(session, for: caller)) }
+        return .ok(.init(body: .json(.init(items: items))))
     }
 
     func createSession(_ input: Operations.CreateSession.Input) async throws -> Operations.CreateSession.Output {
@@ -191,7 +201,7 @@ extension APIImplementation {
                                                periodStartDay: start!, periodEndDay: end!, agenda: body.agenda,
                                                participants: participants, by: caller.membership)
         guard let session = try await store.session(ecosystem: caller.ecosystem, id: id) else { throw Problem.notFound("session") }
-        return .created(.init(body: .json(sessionOutput(session))))
+        return .created(.init(body: .json(try await sessionOutput(session, for: caller))))
     }
 
     func updateSession(_ input: Operations.UpdateSession.Input) async throws -> Operations.UpdateSession.Output {
@@ -204,7 +214,7 @@ extension APIImplementation {
         try await store.updateSession(ecosystem: caller.ecosystem, id: session.id, state: body.state?.rawValue, minutes: body.minutes,
                                       reviewInside: body.reviewInside, reviewRelationship: body.reviewRelationship,
                                       reviewPartner: body.reviewPartner, by: caller.membership)
-        return .ok(.init(body: .json(sessionOutput(try await visibleSession(caller, input.path.sessionId)))))
+        return .ok(.init(body: .json(try await sessionOutput(try await visibleSession(caller, input.path.sessionId), for: caller))))
     }
 
     func getSessionReport(_ input: Operations.GetSessionReport.Input) async throws -> Operations.GetSessionReport.Output {
@@ -217,10 +227,14 @@ extension APIImplementation {
                                                      listingDiscrepancies: html)
         if html { return .ok(.init(body: .html(.init(report.html)))) }
         if accepts.contains(.csv) && !accepts.contains(.json) { return .ok(.init(body: .csv(.init(report.csv)))) }
-        return .ok(.init(body: .json(.init(
-            session: sessionOutput(session),
-            participants: report.participants.map { participant in
-                .init(memberId: participant.member.id.lowercase, name: participant.member.name, role: .init(participant.member.role),
+        let sessionShown = try await sessionOutput(session, for: caller)
+        let aggregates = report.aggregate.map { (aggregate: PeerAggregate) -> Components.Schemas.PeerAggregate in
+            .init(partners: aggregate.partners, issued: aggregate.issued, returned: aggregate.returned,
+                  restitutionRate: aggregate.restitutionRate, restitutionFirstQuartile: aggregate.restitutionFirstQuartile,
+                  restitutionMedian: aggregate.restitutionMedian, restitutionThirdQuartile: aggregate.restitutionThirdQuartile)
+        }
+        let participants = report.participants.map { (participant: MediationReport.Participant) -> Components.Schemas.ReportParticipant in
+            .init(memberId: participant.member.id.lowercase, name: participant.member.name, role: .init(participant.member.role),
                       stage: participant.stage?.rawValue,
                       balances: participant.balances.map { .init(palletType: $0.code, confirmed: $0.confirmed, pending: $0.pending) },
                       issued: participant.current?.issued, returned: participant.current?.returned,
@@ -232,7 +246,9 @@ extension APIImplementation {
                       openDiscrepancies: participant.openDiscrepancyCount, overdueNotes: participant.overdueNotes.count,
                       overdueNotesValueMinor: participant.overdueNotes.reduce(Int64(0)) { $0 + ($1.valueMinor ?? 0) },
                       compliance: participant.compliance.map { .init(clause: $0.clause.number, result: $0.result.rawValue, measured: $0.measured) })
-            },
+        }
+        return .ok(.init(body: .json(.init(
+            session: sessionShown, participants: participants, aggregates: aggregates,
             previousActions: report.previousActions.map(Components.Schemas.Action.init),
             actions: report.actions.map(Components.Schemas.Action.init),
             generatedAt: report.generatedAt.rfc3339(keepingOffset: false)))))
@@ -280,12 +296,13 @@ extension APIImplementation {
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         let movement = try await visibleMovement(caller, body.movementId)
         let resolution = Store.Resolution(rawValue: body.accept.rawValue)!
-        if resolution == .agreed && (body.lines ?? []).isEmpty {
-            throw Problem.validation([FieldError("lines", "give the agreed counts when accept is agreed")])
+        let agreed = body.lines?.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) }
+        if resolution == .agreed {
+            try Self.checkCounts(agreed ?? [], of: movement, what: "the agreed counts")
         }
         let record = try await store.resolve(
             ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership, resolution: resolution,
-            agreedLines: body.lines?.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) },
+            agreedLines: agreed,
             note: body.note ?? "Decided at \(session.title)")
         try await store.recordResolution(ecosystem: caller.ecosystem, session: session.id, discrepancy: record.id)
         return .ok(.init(body: .json(.init(record, movement: movement))))

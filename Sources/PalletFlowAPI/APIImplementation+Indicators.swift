@@ -73,7 +73,7 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         try requireReader(caller, "Recomputing indicators")
         let job = try await store.enqueue(kind: "indicators.recompute", ecosystem: caller.ecosystem)
-        RequestScope.current.responseHeaders.set("Location", "/v1/ecosystems/\(caller.ecosystem.lowercase)/jobs/\(job.id)")
+        RequestScope.current.responseHeaders.set("Location", "/v1/ecosystems/\(caller.ecosystem.lowercase)/jobs/\(job.publicID.lowercase)")
         return .accepted(.init(body: .json(.init(job))))
     }
 
@@ -86,7 +86,8 @@ extension APIImplementation {
 
     func getJob(_ input: Operations.GetJob.Input) async throws -> Operations.GetJob.Output {
         let caller = try caller(in: input.path.ecosystemId)
-        guard let job = try await store.job(ecosystem: caller.ecosystem, id: input.path.jobId) else { throw Problem.notFound("job") }
+        guard let id = UUID(parsing: input.path.jobId), let job = try await store.job(ecosystem: caller.ecosystem, publicID: id)
+        else { throw Problem.notFound("job") }
         try requireReader(caller, "Job status")
         return .ok(.init(body: .json(.init(job))))
     }
@@ -194,7 +195,7 @@ extension Components.Schemas.Indicator {
 
 extension Components.Schemas.Job {
     init(_ job: Job) {
-        self.init(id: job.id, kind: job.kind, state: .init(rawValue: job.state)!, attempts: job.attempts,
+        self.init(id: job.publicID.lowercase, kind: job.kind, state: .init(rawValue: job.state)!, attempts: job.attempts,
                   maxAttempts: job.maxAttempts, runAt: job.runAt, lastError: job.lastError, progress: job.progress,
                   createdAt: job.createdAt, finishedAt: job.finishedAt)
     }

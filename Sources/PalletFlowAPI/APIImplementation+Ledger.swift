@@ -282,16 +282,18 @@ extension APIImplementation {
         let limit = input.query.limit ?? 100
         check.check((1...1000).contains(limit), "limit", "must be between 1 and 1000")
         if let cursor = input.query.cursor {
-            if let data = Data(base64Encoded: cursor), let text = String(data: data, encoding: .utf8), let seq = Int64(text) {
-                filter.beforeSeq = seq
-            } else {
+            if let movement = MovementCursor.decode(cursor) { filter.beforeMovement = movement } else {
                 check.add("cursor", "is not a cursor returned by this API")
             }
         }
         try check.throwIfInvalid()
         filter.limit = limit
         let page = try await store.movements(ecosystem: caller.ecosystem, filter)
-        let next = page.count == limit ? page.last.map { Data(String($0.seq).utf8).base64EncodedString() } : nil
+        if page.isEmpty, let movement = filter.beforeMovement,
+           try await store.movement(ecosystem: caller.ecosystem, id: movement) == nil {
+            throw Problem.validation([FieldError("cursor", "is not a cursor returned by this API for this ecosystem")])
+        }
+        let next = page.count == limit ? page.last.map { MovementCursor.encode($0.id) } : nil
         return .ok(.init(body: .json(.init(items: page.map(Components.Schemas.Movement.init), nextCursor: next))))
     }
 
@@ -322,20 +324,34 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let movement = try await visibleMovement(caller, input.path.movementId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
+        let counts = body.lines.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) }
+        try Self.checkCounts(counts, of: movement, what: "your count")
+        let record = try await store.contest(
+            ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership,
+            counterLines: counts,
+            evidence: body.evidence.map { Evidence(sha256: $0.sha256, url: $0.url) }, note: body.note)
+        return .created(.init(body: .json(.init(record, movement: movement))))
+    }
+
+    /// A count given line by line against a movement, by a contest or an agreed resolution:
+    /// each line of the movement at most once, each quantity within the limits. Every bad
+    /// field is named (a bad count never reaches the ledger, where it would fail as a 500).
+    static func checkCounts(_ counts: [CounterLine], of movement: PostedMovement, what: String) throws {
         var check = Validator()
-        check.check(!body.lines.isEmpty, "lines", "must give your count of at least one line")
-        for (index, line) in body.lines.enumerated() {
+        check.check(!counts.isEmpty, "lines", "must give \(what) of at least one line")
+        var seen = Set<Int>()
+        for (index, line) in counts.enumerated() {
+            if !movement.lines.indices.contains(line.lineNo) {
+                check.add("lines[\(index)].lineNo", "the movement has no line \(line.lineNo) (its lines are 0 to \(movement.lines.count - 1))")
+            } else if !seen.insert(line.lineNo).inserted {
+                check.add("lines[\(index)].lineNo", "line \(line.lineNo) is given twice")
+            }
             check.check((0...DeclarationLimits.quantityMax).contains(line.quantity), "lines[\(index)].quantity",
                         "must be between 0 and \(DeclarationLimits.quantityMax)")
-            check.check((0...DeclarationLimits.quantityMax).contains(line.exchangedQuantity ?? 0),
+            check.check((0...DeclarationLimits.quantityMax).contains(line.exchangedQuantity),
                         "lines[\(index)].exchangedQuantity", "must be between 0 and \(DeclarationLimits.quantityMax)")
         }
         try check.throwIfInvalid()
-        let record = try await store.contest(
-            ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership,
-            counterLines: body.lines.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) },
-            evidence: body.evidence.map { Evidence(sha256: $0.sha256, url: $0.url) }, note: body.note)
-        return .created(.init(body: .json(.init(record, movement: movement))))
     }
 
     func resolveDiscrepancy(_ input: Operations.ResolveDiscrepancy.Input) async throws -> Operations.ResolveDiscrepancy.Output {
@@ -350,13 +366,13 @@ extension APIImplementation {
         guard allowed else {
             throw Problem.forbidden("The shipper or coordinator resolves discrepancies; the declarer may accept the contested version, the contester may withdraw.")
         }
-        if resolution == .agreed && (body.lines ?? []).isEmpty {
-            throw Problem.validation([FieldError("lines", "give the agreed counts when accept is agreed")])
+        let agreed = body.lines?.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) }
+        if resolution == .agreed {
+            try Self.checkCounts(agreed ?? [], of: movement, what: "the agreed counts")
         }
         let record = try await store.resolve(
             ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership, resolution: resolution,
-            agreedLines: body.lines?.map { CounterLine(lineNo: $0.lineNo, quantity: $0.quantity, exchangedQuantity: $0.exchangedQuantity ?? 0) },
-            note: body.note)
+            agreedLines: agreed, note: body.note)
         return .ok(.init(body: .json(.init(record, movement: movement))))
     }
 
@@ -386,6 +402,7 @@ extension APIImplementation {
         try requireMaxLength([("reason", body.reason, 2_000)])
         let result = try await store.transaction { connection in
             try await store.reverse(ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership,
+                                    right: caller.role == .shipper ? .always : .whileUnconfirmed,
                                     correction: correction, correctionConfirmed: false, reason: body.reason, on: connection)
         }
         return .created(.init(body: .json(.init(reversalId: result.reversal.lowercase, correctionId: result.correction?.lowercase))))
@@ -576,5 +593,24 @@ struct MovementCSVPages: AsyncSequence, Sendable {
             }
             return ArraySlice(text.utf8)
         }
+    }
+}
+
+/// The movement list's cursor: the last movement of a page, which the next page starts
+/// after. It holds that movement's id only (the caller's own data), not the ledger's
+/// sequence number, which counts every ecosystem's movements.
+enum MovementCursor {
+    static func encode(_ movement: UUID) -> String {
+        let bytes = withUnsafeBytes(of: movement.uuid) { Array($0) }
+        return Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    static func decode(_ cursor: String) -> UUID? {
+        var base64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard cursor.count <= 32, let data = Data(base64Encoded: base64), data.count == 16 else { return nil }
+        let b = [UInt8](data)
+        return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
     }
 }

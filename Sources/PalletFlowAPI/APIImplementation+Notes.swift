@@ -4,10 +4,11 @@ import PalletFlowCore
 import PalletFlowStore
 
 extension APIImplementation {
-    /// A note the caller may see (issuer, holder, shipper, coordinator), or 404.
+    /// A note the caller may see (issuer, holder, proposed holder, shipper, coordinator), or 404.
     func visibleNote(_ caller: Caller, _ id: String) async throws -> PalletNoteRecord {
         guard let id = UUID(parsing: id), let note = try await store.palletNote(ecosystem: caller.ecosystem, id: id),
               caller.role.readsWholeEcosystem || note.issuer == caller.membership || note.holder == caller.membership
+                || note.pendingHolder == caller.membership
         else { throw Problem.notFound("pallet note") }
         return note
     }
@@ -69,15 +70,18 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let note = try await visibleNote(caller, input.path.noteId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
-        guard caller.role == .shipper || note.holder == caller.membership else {
-            throw Problem.forbidden("The note's holder (who is owed) records redemptions, or the shipper.")
+        // Checked again once the note is locked (`Store.redeemNote`).
+        guard note.holder == caller.membership else {
+            throw Problem.forbidden("The note's holder (who is owed) records what was returned against it.")
         }
         var check = Validator()
         check.check(body.quantity >= 1 && body.quantity <= DeclarationLimits.quantityMax, "quantity",
                     "must be between 1 and \(DeclarationLimits.quantityMax)")
         var movementID: UUID?
         if let text = body.movementId {
+            // A movement the caller may not see is answered like one that does not exist.
             if let id = UUID(parsing: text), let movement = try await store.movement(ecosystem: caller.ecosystem, id: id),
+               caller.role.readsWholeEcosystem || movement.involves(caller.membership),
                movement.kind == .return || movement.kind == .transfer || movement.kind == .delivery || movement.kind == .pickup {
                 movementID = movement.id
             } else {
@@ -94,15 +98,35 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         let note = try await visibleNote(caller, input.path.noteId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
-        guard caller.role == .shipper || note.holder == caller.membership else {
-            throw Problem.forbidden("Only the note's holder (or the shipper) hands it on.")
+        // Checked again once the note is locked (`Store.proposeNoteTransfer`).
+        guard note.holder == caller.membership else {
+            throw Problem.forbidden("Only the note's holder hands it on.")
         }
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         guard let holder = directory.member(body.holderId), holder.active, holder.role.holdsPallets else {
             throw Problem.validation([FieldError("holderId", "is not an active member of this ecosystem")])
         }
-        let moved = try await store.transferNote(ecosystem: caller.ecosystem, id: note.id, to: holder.id, by: caller.membership)
-        return .ok(.init(body: .json(.init(moved))))
+        let proposed = try await store.proposeNoteTransfer(ecosystem: caller.ecosystem, id: note.id, to: holder.id,
+                                                           by: caller.membership)
+        return .ok(.init(body: .json(.init(proposed))))
+    }
+
+    func acceptPalletNoteTransfer(_ input: Operations.AcceptPalletNoteTransfer.Input) async throws
+        -> Operations.AcceptPalletNoteTransfer.Output
+    {
+        let caller = try caller(in: input.path.ecosystemId)
+        let note = try await visibleNote(caller, input.path.noteId)
+        let accepted = try await store.acceptNoteTransfer(ecosystem: caller.ecosystem, id: note.id, by: caller.membership)
+        return .ok(.init(body: .json(.init(accepted))))
+    }
+
+    func declinePalletNoteTransfer(_ input: Operations.DeclinePalletNoteTransfer.Input) async throws
+        -> Operations.DeclinePalletNoteTransfer.Output
+    {
+        let caller = try caller(in: input.path.ecosystemId)
+        let note = try await visibleNote(caller, input.path.noteId)
+        let declined = try await store.declineNoteTransfer(ecosystem: caller.ecosystem, id: note.id, by: caller.membership)
+        return .ok(.init(body: .json(.init(declined))))
     }
 
     // MARK: Statements
@@ -111,21 +135,23 @@ extension APIImplementation {
         -> (UUID, UUID, Instant, Instant)
     {
         let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
-        var check = Validator()
-        // Like an id in the path: a member of another ecosystem is simply not found.
-        guard let partyID = UUID(parsing: party), directory.members[partyID] != nil else { throw Problem.notFound("member") }
+        // Like an id in the path: a member unknown here, of another ecosystem, or a statement
+        // between two other parties all answer the same 404, so that none of them tells the
+        // caller that a member exists.
+        guard let partyID = UUID(parsing: party), directory.members[partyID] != nil else { throw Problem.notFound("statement") }
         let shipper = directory.members.values.first { $0.role == .shipper }?.id
-        let counterpartyID = counterparty.flatMap(UUID.init(uuidString:)) ?? (counterparty == nil ? shipper : nil)
-        guard let counterpartyID, directory.members[counterpartyID] != nil else { throw Problem.notFound("member") }
+        let counterpartyID = counterparty.flatMap(UUID.init(parsing:)) ?? (counterparty == nil ? shipper : nil)
+        guard let counterpartyID, directory.members[counterpartyID] != nil else { throw Problem.notFound("statement") }
+        guard caller.role.readsWholeEcosystem || partyID == caller.membership || counterpartyID == caller.membership else {
+            throw Problem.notFound("statement")
+        }
+        var check = Validator()
         let start = Instant.parse(from)
         let end = Instant.parse(until)
         if start == nil { check.add("from", "must be an RFC 3339 instant") }
         if end == nil { check.add("until", "must be an RFC 3339 instant") }
         if let start, let end, end.microsecondsSinceEpoch <= start.microsecondsSinceEpoch {
             check.add("until", "must be after from")
-        }
-        if !caller.role.readsWholeEcosystem, partyID != caller.membership, counterpartyID != caller.membership {
-            throw Problem.notFound("statement")
         }
         try check.throwIfInvalid()
         return (partyID, counterpartyID, start!, end!)
@@ -206,7 +232,7 @@ extension APIImplementation {
 extension Components.Schemas.PalletNote {
     init(_ note: PalletNoteRecord) {
         self.init(id: note.id.lowercase, serial: note.serial, issuerId: note.issuer.lowercase, holderId: note.holder.lowercase,
-                  palletTypeId: note.palletType.lowercase, quality: .init(rawValue: note.quality.rawValue)!,
+                  pendingHolderId: note.pendingHolder?.lowercase, palletTypeId: note.palletType.lowercase, quality: .init(rawValue: note.quality.rawValue)!,
                   quantity: note.quantity, redeemedQuantity: note.redeemed, outstanding: note.outstanding,
                   issueDate: note.issueDate, dueDate: note.dueDate, movementId: note.movement?.lowercase,
                   state: .init(rawValue: note.state.rawValue)!)

@@ -164,6 +164,14 @@ struct EPCISCapture {
                     stored.append(item)
                     continue
                 }
+                // An error declaration may arrive before its event. It only ever cancels what its
+                // own capturer sends: another party's event is not silently swallowed by it.
+                if let early = knownByKey[item.eventID + "#retraction"], early.capturedBy != member {
+                    errors.append(EventError(index: item.event.index, eventID: item.eventID, security: false, error: FieldError(
+                        base(item.event.index) + (single ? "eventID" : ".eventID"),
+                        "another party already sent an error declaration for this eventID before the event itself; it was not posted. Settle it with that party, and if the event did happen, send it under a new eventID")))
+                    continue
+                }
                 if knownByKey[item.eventID + "#retraction"] != nil || retractedInDocument.contains(item.eventID) {
                     outcomes[item.event.index] = with(outcomeBase, "stored", detail: "retracted by an error declaration; nothing posted")
                     stored.append(item)
@@ -226,7 +234,8 @@ struct EPCISCapture {
                 }
                 let reason = item.event.errorDeclaration?.reason?.text ?? "incorrect_data"
                 let result = try await store.reverse(
-                    ecosystem: ecosystem.id, movement: original.id, by: member, correction: pending?.1,
+                    ecosystem: ecosystem.id, movement: original.id, by: member,
+                    right: callerRole == .shipper ? .always : .whileUnconfirmed, correction: pending?.1,
                     correctionConfirmed: false, reason: "EPCIS error declaration (\(reason))", on: connection)
                 movementOf[item.eventID + "#retraction"] = result.reversal
                 outcomes[item.event.index] = with(outcomeBase, "retracted", movement: result.reversal,

@@ -31,6 +31,12 @@ struct MediationReport: Sendable {
     var memberNames: [UUID: String]
     var typeCodes: [UUID: String]
     var generatedAt: Instant
+    /// The ecosystem's totals and spread of restitution over the period, without names;
+    /// nil for a partner when too few partners had pallets issued to hide each one's figures.
+    var aggregate: PeerAggregate?
+    /// Whether the reader sees every participant (the shipper, the coordinator) or only
+    /// its own section (a partner).
+    var mediatorView: Bool
 
     /// `listingDiscrepancies`: read each open discrepancy and the movement it contests (the
     /// HTML report lists them); otherwise only count them, in SQL (a busy carrier may have
@@ -42,13 +48,20 @@ struct MediationReport: Sendable {
         let members = try await store.members(ecosystem: id)
         guard let shipper = members.first(where: { $0.role == .shipper }) else { throw StoreError.notFound("shipper") }
         let names = Dictionary(uniqueKeysWithValues: members.map { ($0.id, $0.name) })
-        // A partner reading the report sees its own figures and the shipper's, no other partner's.
+        // The shipper and the coordinator see every participant; a partner sees its own
+        // section only, and of the others the anonymous aggregates (`PeerAggregate`).
+        let mediatorView = caller.role.readsWholeEcosystem
         let seen = members.filter { member in
             session.participants.contains(member.id) && member.role != .shipper && member.role != .coordinator
-                && (caller.role.readsWholeEcosystem || member.id == caller.membership
-                    || session.participants.contains(caller.membership))
+                && (mediatorView || member.id == caller.membership)
         }
         let partners = seen.map(\.id)
+        let nonPartners = Set(members.filter { $0.role == .shipper || $0.role == .coordinator }.map(\.id))
+        /// Actions a reader may see: all for a mediator; for a partner its own and those of
+        /// the shipper and the coordinator, never another partner's.
+        @Sendable func visible(_ actions: [ActionRecord]) -> [ActionRecord] {
+            mediatorView ? actions : actions.filter { $0.owner == caller.membership || nonPartners.contains($0.owner) }
+        }
         // The previous period: as many months (or days) just before this one.
         let length = session.periodEndDay - session.periodStartDay
         let previousStart = PeriodKind.month.start(of: session.periodStartDay) == session.periodStartDay
@@ -67,6 +80,8 @@ struct MediationReport: Sendable {
         async let trendRead = store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366,
                                                 endDay: session.periodEndDay, partners: partners)
         async let agingRead = store.agingToDate(ecosystem: id, partners: partners)
+        async let everyoneRead = store.monthTotals(ecosystem: id, startDay: session.periodStartDay,
+                                                   endDay: session.periodEndDay, partners: nil)
         async let actionsRead = store.actions(ecosystem: id, session: session.id)
         let previousSession = session.previousSession
         async let previousActionsRead: [ActionRecord] = {
@@ -122,9 +137,13 @@ struct MediationReport: Sendable {
                     return (clause, evaluation.result, evaluation.measured, evaluation.periodStartDay)
                 }))
         }
+        let everyone = try await everyoneRead.values.compactMap { PeriodTotals.combine($0) }
+        let aggregate = PeerAggregate(everyone.map { ($0.issued, $0.returned) })
         return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
-                               previousActions: try await previousActionsRead, actions: try await actionsRead,
-                               memberNames: names, typeCodes: codes, generatedAt: store.now)
+                               previousActions: visible(try await previousActionsRead), actions: visible(try await actionsRead),
+                               memberNames: names, typeCodes: codes, generatedAt: store.now,
+                               aggregate: mediatorView || aggregate.shownToPartners ? aggregate : nil,
+                               mediatorView: mediatorView)
     }
 
     /// What the report reads about one participant from the ledger: its balances, the
@@ -170,6 +189,18 @@ struct MediationReport: Sendable {
                                   percent(participant.current?.measure(.lossRate)),
                                   String(participant.openDiscrepancyCount), String(participant.overdueNotes.count)])
             }
+        }
+        // The ecosystem's anonymous figures: its total, then the spread of its partners' rates.
+        if let aggregate {
+            let label = "ecosystem (\(aggregate.partners) partners)"
+            func row(_ name: String, issued: String = "", returned: String = "", _ rate: Double?) -> String {
+                CSV.line([name, "", "", "", "", "", issued, returned, percent(rate), "", "", "", ""])
+            }
+            text += row(label + " total", issued: String(aggregate.issued), returned: String(aggregate.returned),
+                        aggregate.restitutionRate)
+            text += row(label + " restitution first quartile", aggregate.restitutionFirstQuartile)
+            text += row(label + " restitution median", aggregate.restitutionMedian)
+            text += row(label + " restitution third quartile", aggregate.restitutionThirdQuartile)
         }
         return text
     }
@@ -268,6 +299,7 @@ struct MediationReport: Sendable {
             }
             page += "</section>"
         }
+        page += aggregateSection(escape)
         page += "<section><h2>At this session</h2>"
         page += "<h3>Minutes</h3><p>\(escape(session.minutes ?? "Not written yet."))</p>"
         page += "<h3>Review</h3><table><tbody>"
@@ -284,5 +316,26 @@ struct MediationReport: Sendable {
         }
         page += "<p class=\"meta\">Resolutions decided at this session: \(session.resolvedDiscrepancies.count).</p></section></body></html>\n"
         return page
+    }
+
+    /// The ecosystem's figures without names, or why a partner is not shown them.
+    func aggregateSection(_ escape: (String) -> String) -> String {
+        var page = "<section><h2>The ecosystem this period</h2>"
+        guard let aggregate else {
+            return page + "<p>Fewer than \(PeerAggregate.minimumPartners) partners had pallets issued in this period: "
+                + "the ecosystem's figures are not shown, so that no partner's own figures can be read from them.</p></section>"
+        }
+        page += """
+            <p class="meta">All \(aggregate.partners) partners with pallets issued in the period, without names.</p>
+            <table><thead><tr><th>Figure</th><th>Value</th></tr></thead><tbody>
+            <tr><td>Pallets issued</td><td class="n">\(aggregate.issued)</td></tr>
+            <tr><td>Pallets returned</td><td class="n">\(aggregate.returned)</td></tr>
+            <tr><td>Restitution rate (whole ecosystem)</td><td class="n">\(percent(aggregate.restitutionRate))</td></tr>
+            <tr><td>Restitution, first quartile of partners</td><td class="n">\(percent(aggregate.restitutionFirstQuartile))</td></tr>
+            <tr><td>Restitution, median partner</td><td class="n">\(percent(aggregate.restitutionMedian))</td></tr>
+            <tr><td>Restitution, third quartile of partners</td><td class="n">\(percent(aggregate.restitutionThirdQuartile))</td></tr>
+            </tbody></table>
+            """
+        return page + "</section>"
     }
 }

@@ -29,8 +29,10 @@ public enum MovementKind: String, Sendable, CaseIterable, Codable, Hashable {
         }
     }
 
-    /// Kinds whose counterparty is asked to confirm (the declaration names two parties).
-    public var needsCounterparty: Bool { isExchangeBetweenParties }
+    /// Kinds whose counterparty is asked to confirm when the declaration names two parties:
+    /// the exchanges, and a loss that names the owner, since it writes off what the holder
+    /// owes that owner (nobody lowers its own debt alone).
+    public var needsCounterparty: Bool { isExchangeBetweenParties || self == .loss }
 
     /// Kinds whose lines may carry empties handed back on the spot.
     public var allowsExchange: Bool { self == .pickup || self == .delivery }

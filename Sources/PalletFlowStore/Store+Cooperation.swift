@@ -141,14 +141,14 @@ extension Store {
             WITH current AS (
                 SELECT id FROM charter_versions WHERE ecosystem_id = \(ecosystem) AND status = 'published'
                 ORDER BY version DESC LIMIT 1)
-            SELECT m.id, o.name, m.role::text, m.created_at,
+            SELECT m.id, m.name, m.role::text, m.created_at,
                    (SELECT s.signed_at FROM charter_signatures s WHERE s.ecosystem_id = m.ecosystem_id
                        AND s.membership_id = m.id AND s.version_id = (SELECT id FROM current)),
                    (SELECT min(record_time) FROM movements v WHERE v.ecosystem_id = m.ecosystem_id AND v.declarer_id = m.id),
                    (SELECT max(record_time) FROM movements v WHERE v.ecosystem_id = m.ecosystem_id AND v.declarer_id = m.id)
             FROM memberships m JOIN organisations o ON o.id = m.organisation_id
             WHERE m.ecosystem_id = \(ecosystem) AND m.active AND m.role NOT IN ('shipper', 'coordinator')
-            ORDER BY o.name
+            ORDER BY m.name
             """, logger: logger) {
             let (id, name, role, joined, signed, first, last) = try row.decode((UUID, String, String, Date, Date?, Date?, Date?).self)
             let stage = FunnelStage.of(joined: true, signedCurrentCharter: signed != nil,

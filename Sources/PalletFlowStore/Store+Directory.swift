@@ -85,39 +85,33 @@ extension Store {
     }
 
     func insertMember(_ connection: PostgresConnection, ecosystem: UUID, name: String, pgln: String?, role: Role) async throws -> MemberRecord {
+        // The organisation behind a PGLN is shared by every ecosystem it belongs to; its name
+        // in this ecosystem is the one given here, never what another ecosystem called it.
         var organisation = newID()
-        var organisationName = name
         if let pgln {
-            let existing = try await connection.query(
-                "SELECT id, name FROM organisations WHERE pgln = \(pgln)", logger: logger)
-            for try await (id, existingName) in existing.decode((UUID, String).self) {
-                organisation = id
-                organisationName = existingName
-            }
+            let existing = try await connection.query("SELECT id FROM organisations WHERE pgln = \(pgln)", logger: logger)
+            for try await id in existing.decode(UUID.self) { organisation = id }
         }
         try await connection.query("""
             INSERT INTO organisations (id, name, pgln, created_at)
-            VALUES (\(organisation), \(organisationName), \(pgln), \(nowDate))
+            VALUES (\(organisation), \(name), \(pgln), \(nowDate))
             ON CONFLICT (id) DO NOTHING
             """, logger: logger)
         let id = newID()
-        let rows = try await connection.query("""
-            INSERT INTO memberships (ecosystem_id, id, organisation_id, role, created_at)
-            VALUES (\(ecosystem), \(id), \(organisation), \(role.rawValue)::member_role, \(nowDate))
-            RETURNING created_at
+        try await connection.query("""
+            INSERT INTO memberships (ecosystem_id, id, organisation_id, role, created_at, name)
+            VALUES (\(ecosystem), \(id), \(organisation), \(role.rawValue)::member_role, \(nowDate), \(name))
             """, logger: logger)
-        var created = nowDate
-        for try await (at) in rows.decode(Date.self) { created = at }
-        return MemberRecord(id: id, organisation: organisation, name: organisationName, pgln: pgln, role: role,
-                            active: true, createdAt: created)
+        return MemberRecord(id: id, organisation: organisation, name: name, pgln: pgln, role: role,
+                            active: true, createdAt: nowDate)
     }
 
     public func members(ecosystem: UUID) async throws -> [MemberRecord] {
         var result: [MemberRecord] = []
         for try await (id, organisation, name, pgln, role, active, created) in try await client.query("""
-            SELECT m.id, o.id, o.name, o.pgln, m.role::text, m.active, m.created_at
+            SELECT m.id, o.id, m.name, o.pgln, m.role::text, m.active, m.created_at
             FROM memberships m JOIN organisations o ON o.id = m.organisation_id
-            WHERE m.ecosystem_id = \(ecosystem) ORDER BY m.role, o.name
+            WHERE m.ecosystem_id = \(ecosystem) ORDER BY m.role, m.name
             """, logger: logger).decode((UUID, UUID, String, String?, String, Bool, Date).self) {
             result.append(MemberRecord(id: id, organisation: organisation, name: name, pgln: pgln,
                                        role: Role(rawValue: role) ?? .customer, active: active, createdAt: created))
@@ -463,12 +457,11 @@ extension Store {
 
 /// `Store.authenticate`'s lookup, prepared once per connection.
 struct AuthenticateStatement: PostgresPreparedStatement {
-    static let name = "palletflow_authenticate_v1"
+    static let name = "palletflow_authenticate_v2"
     static let sql = """
-        SELECT t.ecosystem_id, t.membership_id, o.id, o.name, m.role::text, t.id
+        SELECT t.ecosystem_id, t.membership_id, m.organisation_id, m.name, m.role::text, t.id
         FROM api_tokens t
         JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id
-        JOIN organisations o ON o.id = m.organisation_id
         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND m.active
         """
     typealias Row = (UUID, UUID, UUID, String, String, UUID)

@@ -61,6 +61,8 @@ public struct KnownEPCISEvent: Sendable {
     public var retraction: Bool
     public var contentSHA256: [UInt8]
     public var movement: PostedMovement?
+    /// The member who captured it.
+    public var capturedBy: UUID
 }
 
 public struct EPCISCaptureJob: Sendable {
@@ -141,16 +143,19 @@ extension Store {
 
     /// Events already captured under these ids, with the movements they posted.
     public func knownEPCISEvents(ecosystem: UUID, ids: [String], on connection: PostgresConnection) async throws -> [KnownEPCISEvent] {
-        var rows: [(String, Bool, [UInt8], UUID?)] = []
-        for try await (id, retraction, hash, movement) in try await connection.query("""
-            SELECT event_id, retraction, content_sha256, movement_id FROM epcis_events
+        var rows: [(String, Bool, [UInt8], UUID?, UUID)] = []
+        for try await (id, retraction, hash, movement, capturer) in try await connection.query("""
+            SELECT event_id, retraction, content_sha256, movement_id, captured_by FROM epcis_events
             WHERE ecosystem_id = \(ecosystem) AND event_id = ANY(\(ids)::text[])
-            """, logger: logger).decode((String, Bool, ByteBuffer, UUID?).self) {
-            rows.append((id, retraction, Array(buffer: hash), movement))
+            """, logger: logger).decode((String, Bool, ByteBuffer, UUID?, UUID).self) {
+            rows.append((id, retraction, Array(buffer: hash), movement, capturer))
         }
         let movementIDs = rows.compactMap(\.3)
         let movements = movementIDs.isEmpty ? [:] : try await self.movements(ecosystem: ecosystem, ids: movementIDs)
-        return rows.map { KnownEPCISEvent(eventID: $0.0, retraction: $0.1, contentSHA256: $0.2, movement: $0.3.flatMap { movements[$0] }) }
+        return rows.map {
+            KnownEPCISEvent(eventID: $0.0, retraction: $0.1, contentSHA256: $0.2, movement: $0.3.flatMap { movements[$0] },
+                            capturedBy: $0.4)
+        }
     }
 
     /// Writes a capture job and its events in one statement.

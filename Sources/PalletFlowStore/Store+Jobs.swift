@@ -5,7 +5,10 @@ import PostgresNIO
 
 /// A job of the PostgreSQL-backed queue.
 public struct Job: Sendable, Hashable {
+    /// The queue's own key; never shown outside (it counts every ecosystem's jobs).
     public var id: Int64
+    /// The id the API shows (random, sql/0018).
+    public var publicID: UUID
     public var ecosystem: UUID?
     public var kind: String
     public var payload: String
@@ -21,15 +24,16 @@ public struct Job: Sendable, Hashable {
 
 extension Store {
     static let jobColumns = """
-        id, ecosystem_id, kind, payload::text, state::text, attempts, max_attempts, run_at, last_error, progress, created_at, finished_at
+        id, ecosystem_id, kind, payload::text, state::text, attempts, max_attempts, run_at, last_error, progress, created_at, finished_at,
+        public_id
         """
 
     func jobs(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [Job] {
         var result: [Job] = []
         for try await row in try await run(query, on: connection) {
-            let (id, ecosystem, kind, payload, state, attempts, maxAttempts, runAt, error, progress, created, finished) =
-                try row.decode((Int64, UUID?, String, String, String, Int, Int, Date, String?, String?, Date, Date?).self)
-            result.append(Job(id: id, ecosystem: ecosystem, kind: kind, payload: payload, state: state, attempts: attempts,
+            let (id, ecosystem, kind, payload, state, attempts, maxAttempts, runAt, error, progress, created, finished, publicID) =
+                try row.decode((Int64, UUID?, String, String, String, Int, Int, Date, String?, String?, Date, Date?, UUID).self)
+            result.append(Job(id: id, publicID: publicID, ecosystem: ecosystem, kind: kind, payload: payload, state: state, attempts: attempts,
                               maxAttempts: maxAttempts, runAt: runAt, lastError: error, progress: progress,
                               createdAt: created, finishedAt: finished))
         }
@@ -120,6 +124,13 @@ extension Store {
 
     public func job(ecosystem: UUID, id: Int64) async throws -> Job? {
         try await jobs("SELECT \(unescaped: Self.jobColumns) FROM jobs WHERE ecosystem_id = \(ecosystem) AND id = \(id)").first
+    }
+
+    /// A job by the id the API shows.
+    public func job(ecosystem: UUID, publicID: UUID) async throws -> Job? {
+        try await jobs("""
+            SELECT \(unescaped: Self.jobColumns) FROM jobs WHERE ecosystem_id = \(ecosystem) AND public_id = \(publicID)
+            """).first
     }
 
     public func jobs(ecosystem: UUID, state: String?, limit: Int = 100) async throws -> [Job] {

@@ -18,6 +18,9 @@ public struct MovementToPost: Sendable {
     public var notes: [IssuedNote]
     /// Confirmed from the start: a one-party movement, or a reversal of a confirmed one.
     public var confirmed: Bool
+    /// A reversal of a movement nobody had confirmed: it takes the pending entries back and
+    /// is final (status `final`): nobody confirms or contests it.
+    public var isFinal = false
 
     public init(id: UUID, declaration: MovementDeclaration, declarer: UUID, counterparty: UUID?, recordTime: Instant,
                 reverses: UUID? = nil, corrects: UUID? = nil, source: String = "api", postings: [Posting],
@@ -35,7 +38,7 @@ public struct MovementToPost: Sendable {
         self.confirmed = confirmed
     }
 
-    public var status: String { confirmed ? "confirmed" : "declared" }
+    public var status: String { isFinal ? "final" : confirmed ? "confirmed" : "declared" }
 }
 
 public struct IssuedNote: Sendable, Hashable {

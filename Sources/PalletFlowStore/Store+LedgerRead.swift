@@ -49,7 +49,12 @@ public struct MovementFilter: Sendable {
     public var status: String?
     public var from: Instant?
     public var until: Instant?
+    /// Internal paging (the CSV export): movements recorded before this sequence number.
     public var beforeSeq: Int64?
+    /// The API's paging: movements recorded before this movement of the same ecosystem (none
+    /// when it is not one). Its id, not its sequence number, travels in the cursor: the
+    /// sequence counts every ecosystem's movements.
+    public var beforeMovement: UUID?
     public var limit: Int
 
     public init(visibleTo: UUID? = nil, party: UUID? = nil, counterparty: UUID? = nil, site: UUID? = nil,
@@ -108,14 +113,16 @@ extension Store {
               AND m.event_time >= 'epoch'::timestamptz + \(filter.from?.microsecondsSinceEpoch ?? -10_000_000_000_000_000) * interval '1 microsecond'
               AND m.event_time < 'epoch'::timestamptz + \(filter.until?.microsecondsSinceEpoch ?? 10_000_000_000_000_000) * interval '1 microsecond'
               AND m.seq < \(filter.beforeSeq ?? Int64.max)
+              AND (\(filter.beforeMovement ?? none) = \(none) OR m.seq < (
+                   SELECT c.seq FROM movements c WHERE c.ecosystem_id = \(ecosystem) AND c.id = \(filter.beforeMovement ?? none)))
             ORDER BY m.seq DESC
             LIMIT \(filter.limit)
             """
-        return try await movements(query)
+        return try await movements(ecosystem: ecosystem, query)
     }
 
     public func movement(ecosystem: UUID, id: UUID) async throws -> PostedMovement? {
-        try await movements("""
+        try await movements(ecosystem: ecosystem, """
             SELECT \(unescaped: Self.movementColumns) FROM movements m WHERE m.ecosystem_id = \(ecosystem) AND m.id = \(id)
             """).first
     }
@@ -123,14 +130,18 @@ extension Store {
     /// Several movements by id in one query, keyed by id (ids of other ecosystems are absent).
     public func movements(ecosystem: UUID, ids: [UUID]) async throws -> [UUID: PostedMovement] {
         guard !ids.isEmpty else { return [:] }
-        let found = try await movements("""
+        let found = try await movements(ecosystem: ecosystem, """
             SELECT \(unescaped: Self.movementColumns) FROM movements m
             WHERE m.ecosystem_id = \(ecosystem) AND m.id = ANY(\(Array(Set(ids)))::uuid[])
             """)
         return Dictionary(uniqueKeysWithValues: found.map { ($0.id, $0) })
     }
 
-    func movements(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [PostedMovement] {
+    /// The movements `query` selects (with `movementColumns`), with their lines, which are
+    /// read in the same ecosystem only: a line is never looked up by movement id alone.
+    func movements(ecosystem: UUID, _ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws
+        -> [PostedMovement]
+    {
         var result: [PostedMovement] = []
         var ecosystemLines: [UUID: [MovementLine]] = [:]
         let rows = try await run(query, on: connection)
@@ -162,7 +173,8 @@ extension Store {
         let lineQuery: PostgresQuery = """
             SELECT movement_id, pallet_type_id, quality::text, quantity, exchanged_quantity, exchanged_quality::text,
                    target_quality::text
-            FROM movement_lines WHERE movement_id = ANY(\(ids)::uuid[]) ORDER BY movement_id, line_no
+            FROM movement_lines WHERE ecosystem_id = \(ecosystem) AND movement_id = ANY(\(ids)::uuid[])
+            ORDER BY movement_id, line_no
             """
         let lineRows = try await run(lineQuery, on: connection)
         for try await (movement, type, quality, quantity, exchanged, exchangedQuality, target) in lineRows.decode(

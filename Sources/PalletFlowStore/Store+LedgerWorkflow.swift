@@ -55,7 +55,7 @@ extension Store {
             """, logger: logger)
         var found = false
         for try await _ in rows { found = true }
-        guard found, let movement = try await movements("""
+        guard found, let movement = try await movements(ecosystem: ecosystem, """
             SELECT \(unescaped: Self.movementColumns) FROM movements m WHERE m.ecosystem_id = \(ecosystem) AND m.id = \(id)
             """, on: connection).first else { throw StoreError.notFound("movement") }
         return movement
@@ -159,16 +159,33 @@ extension Store {
         return result
     }
 
+    /// Who may reverse a movement, judged on the movement once it is locked.
+    public enum ReversalRight: Sendable {
+        /// In any state (the shipper; a resolution).
+        case always
+        /// Only while nobody has confirmed it (its declarer).
+        case whileUnconfirmed
+    }
+
     /// Cancels a movement with a reversal (its entries with the opposite sign), and posts
     /// the corrected movement if one is given. Both link to the original.
+    ///
+    /// The reversal of a movement nobody had confirmed takes its pending entries back and is
+    /// final: nobody confirms or contests it, and the original's open discrepancy closes with
+    /// it. The reversal of a confirmed movement takes back confirmed entries.
     @discardableResult
-    public func reverse(ecosystem: UUID, movement id: UUID, by member: UUID, correction: MovementDeclaration?,
-                        correctionConfirmed: Bool, reason: String?, recordTime: Instant? = nil,
-                        on connection: PostgresConnection) async throws -> (reversal: UUID, correction: UUID?) {
+    public func reverse(ecosystem: UUID, movement id: UUID, by member: UUID, right: ReversalRight = .always,
+                        correction: MovementDeclaration?, correctionConfirmed: Bool, reason: String?,
+                        recordTime: Instant? = nil, on connection: PostgresConnection) async throws
+        -> (reversal: UUID, correction: UUID?)
+    {
         let recordTime = recordTime ?? now
         let original = try await lockMovement(ecosystem: ecosystem, id: id, on: connection)
         guard original.status != "reversed" else { throw StoreError.conflict("this movement has already been reversed") }
         guard original.reverses == nil else { throw StoreError.conflict("a reversal cannot itself be reversed") }
+        if right == .whileUnconfirmed && original.confirmed {
+            throw StoreError.forbidden("the movement was confirmed; the declarer reverses its own movement only until then, the shipper after")
+        }
         var postings: [Posting] = []
         for try await (accountClass, party, counterparty, site, type, quality, amount) in try await connection.query("""
             SELECT a.class::text, a.party_id, a.counterparty_id, a.site_id, a.pallet_type_id, a.quality::text, e.amount
@@ -182,10 +199,12 @@ extension Store {
         }
         var reversalDeclaration = original.declaration
         reversalDeclaration.note = "Reversal of \(id.uuidString.lowercased())" + (reason.map { ": \($0)" } ?? "")
-        let reversal = MovementToPost(
-            id: newID(at: recordTime.date), declaration: reversalDeclaration, declarer: member, counterparty: original.counterparty,
+        var reversal = MovementToPost(
+            id: newID(at: recordTime.date), declaration: reversalDeclaration, declarer: member,
+            counterparty: original.confirmed ? original.counterparty : nil,
             recordTime: recordTime, reverses: id, source: "reversal",
             postings: LedgerRules.reversal(of: postings).sorted { $0.account < $1.account }, confirmed: original.confirmed)
+        reversal.isFinal = !original.confirmed
         var batch = [reversal]
         var correctionID: UUID?
         if let correction {
@@ -200,6 +219,13 @@ extension Store {
         _ = try await post(ecosystem: ecosystem, by: member, batch, idempotency: nil, on: connection)
         try await connection.query("""
             UPDATE movements SET status = 'reversed' WHERE ecosystem_id = \(ecosystem) AND id = \(id)
+            """, logger: logger)
+        // A contested movement reversed: its discrepancy has nothing left to decide. (A
+        // resolution that reverses records its own outcome over this one.)
+        try await connection.query("""
+            UPDATE discrepancies SET resolved_at = \(nowDate), resolved_by = \(member), resolution = 'reversed',
+                   resolution_note = \(reason ?? "the movement was reversed")
+            WHERE ecosystem_id = \(ecosystem) AND movement_id = \(id) AND resolved_at IS NULL
             """, logger: logger)
         try await audit(connection, ecosystem: ecosystem, by: member, action: "movement.reverse", subject: id)
         return (reversal.id, correctionID)

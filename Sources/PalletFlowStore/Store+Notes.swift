@@ -17,6 +17,8 @@ public struct PalletNoteRecord: Sendable, Hashable {
     public var movement: UUID?
     public var cancelled: Bool
     public var overdue: Bool
+    /// The member the holder proposed to hand the note to, until it accepts or declines.
+    public var pendingHolder: UUID?
 
     public var outstanding: Int64 { quantity - redeemed }
     public var state: PalletNoteState {
@@ -30,7 +32,7 @@ public struct PalletNoteRecord: Sendable, Hashable {
 extension Store {
     static let noteColumns = """
         n.id, n.serial, n.issuer_id, n.holder_id, n.pallet_type_id, n.quality::text, n.quantity, n.redeemed_quantity,
-        n.issue_date::text, n.due_date::text, n.movement_id, n.cancelled
+        n.issue_date::text, n.due_date::text, n.movement_id, n.cancelled, n.pending_holder_id
         """
 
     func notes(_ query: PostgresQuery, on connection: PostgresConnection? = nil) async throws -> [PalletNoteRecord] {
@@ -38,24 +40,25 @@ extension Store {
         // Overdue after its due date, by the store's clock (ISO dates compare as text).
         let today = Instant.date(ofDay: self.today)
         for try await row in try await run(query, on: connection) {
-            let (id, serial, issuer, holder, type, quality, quantity, redeemed, issue, due, movement, cancelled) =
-                try row.decode((UUID, String?, UUID, UUID, UUID, String, Int64, Int64, String, String, UUID?, Bool).self)
+            let (id, serial, issuer, holder, type, quality, quantity, redeemed, issue, due, movement, cancelled, pending) =
+                try row.decode((UUID, String?, UUID, UUID, UUID, String, Int64, Int64, String, String, UUID?, Bool, UUID?).self)
             let pastDue = due < today
             result.append(PalletNoteRecord(
                 id: id, serial: serial, issuer: issuer, holder: holder, palletType: type,
                 quality: QualityGrade(rawValue: quality) ?? .a, quantity: quantity, redeemed: redeemed, issueDate: issue,
-                dueDate: due, movement: movement, cancelled: cancelled, overdue: pastDue))
+                dueDate: due, movement: movement, cancelled: cancelled, overdue: pastDue, pendingHolder: pending))
         }
         return result
     }
 
-    /// Notes where `party` is issuer or holder (all notes when nil), oldest due first.
+    /// Notes where `party` is issuer, holder or proposed holder (all notes when nil), oldest due first.
     public func palletNotes(ecosystem: UUID, party: UUID?) async throws -> [PalletNoteRecord] {
         let none = noneID
         return try await notes("""
             SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n
             WHERE n.ecosystem_id = \(ecosystem)
-              AND (\(party ?? none) = \(none) OR n.issuer_id = \(party ?? none) OR n.holder_id = \(party ?? none))
+              AND (\(party ?? none) = \(none) OR n.issuer_id = \(party ?? none) OR n.holder_id = \(party ?? none)
+                   OR n.pending_holder_id = \(party ?? none))
             ORDER BY n.due_date, n.id
             """)
     }
@@ -104,12 +107,39 @@ extension Store {
         return note
     }
 
-    /// Records pallets returned against a note; never beyond what it still owes.
+    /// The note, locked until the transaction ends: a permission that depends on who holds
+    /// it is checked on this, not on a read made before the lock.
+    func lockNote(ecosystem: UUID, id: UUID, on connection: PostgresConnection) async throws -> PalletNoteRecord {
+        guard let note = try await notes("""
+            SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id) FOR UPDATE
+            """, on: connection).first else { throw StoreError.notFound("pallet note") }
+        return note
+    }
+
+    func readNote(ecosystem: UUID, id: UUID, on connection: PostgresConnection) async throws -> PalletNoteRecord {
+        try await notes("""
+            SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id)
+            """, on: connection)[0]
+    }
+
+    func noteEvent(_ connection: PostgresConnection, ecosystem: UUID, note: UUID, kind: String, quantity: Int64? = nil,
+                   movement: UUID? = nil, from: UUID? = nil, to: UUID? = nil, by member: UUID) async throws {
+        try await connection.query("""
+            INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, movement_id, from_holder_id, to_holder_id,
+                                            by_membership_id, at)
+            VALUES (\(ecosystem), \(note), \(kind), \(quantity), \(movement), \(from), \(to), \(member), \(nowDate))
+            """, logger: logger)
+        try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.\(kind)", subject: note)
+    }
+
+    /// Records pallets returned against a note, never beyond what it still owes. Only its
+    /// holder does: a redemption lowers what the issuer owes the holder.
     public func redeemNote(ecosystem: UUID, id: UUID, quantity: Int64, movement: UUID?, by member: UUID) async throws -> PalletNoteRecord {
         try await transaction { connection in
-            guard let note = try await notes("""
-                SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id) FOR UPDATE
-                """, on: connection).first else { throw StoreError.notFound("pallet note") }
+            let note = try await lockNote(ecosystem: ecosystem, id: id, on: connection)
+            guard note.holder == member else {
+                throw StoreError.forbidden("only the note's holder (who is owed) records what was returned against it")
+            }
             guard !note.cancelled else { throw StoreError.conflict("the pallet note is cancelled") }
             guard quantity <= note.outstanding else {
                 throw StoreError.invalid([FieldError("quantity", "is \(quantity) but the note still owes only \(note.outstanding)")])
@@ -118,40 +148,66 @@ extension Store {
                 UPDATE pallet_notes SET redeemed_quantity = redeemed_quantity + \(quantity)
                 WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
-            try await connection.query("""
-                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, quantity, movement_id, by_membership_id, at)
-                VALUES (\(ecosystem), \(id), 'redeemed', \(quantity), \(movement), \(member), \(nowDate))
-                """, logger: logger)
-            try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.redeem", subject: id)
-            return try await notes("""
-                SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id)
-                """, on: connection)[0]
+            try await noteEvent(connection, ecosystem: ecosystem, note: id, kind: "redeemed", quantity: quantity,
+                                movement: movement, by: member)
+            return try await readNote(ecosystem: ecosystem, id: id, on: connection)
         }
     }
 
-    /// Hands the note to another holder (a carrier passing it to the shipper, say).
-    public func transferNote(ecosystem: UUID, id: UUID, to holder: UUID, by member: UUID) async throws -> PalletNoteRecord {
+    /// The holder proposes to hand the note to `holder`; it moves when that member accepts.
+    public func proposeNoteTransfer(ecosystem: UUID, id: UUID, to holder: UUID, by member: UUID) async throws -> PalletNoteRecord {
         try await transaction { connection in
-            guard let note = try await notes("""
-                SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id) FOR UPDATE
-                """, on: connection).first else { throw StoreError.notFound("pallet note") }
+            let note = try await lockNote(ecosystem: ecosystem, id: id, on: connection)
+            guard note.holder == member else { throw StoreError.forbidden("only the note's holder hands it on") }
             guard note.state != .redeemed, note.state != .cancelled else {
-                throw StoreError.conflict("the pallet note is \(note.state.rawValue); only an outstanding note is transferred")
+                throw StoreError.conflict("the pallet note is \(note.state.rawValue); only an outstanding note is handed on")
             }
             guard holder != note.issuer else {
                 throw StoreError.invalid([FieldError("holderId", "the issuer cannot hold its own note")])
             }
+            guard holder != note.holder else { throw StoreError.invalid([FieldError("holderId", "already holds the note")]) }
             try await connection.query("""
-                UPDATE pallet_notes SET holder_id = \(holder) WHERE ecosystem_id = \(ecosystem) AND id = \(id)
+                UPDATE pallet_notes SET pending_holder_id = \(holder) WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
+            try await noteEvent(connection, ecosystem: ecosystem, note: id, kind: "transfer_proposed", from: note.holder,
+                                to: holder, by: member)
+            return try await readNote(ecosystem: ecosystem, id: id, on: connection)
+        }
+    }
+
+    /// The proposed holder takes the note: from now on the issuer owes it.
+    public func acceptNoteTransfer(ecosystem: UUID, id: UUID, by member: UUID) async throws -> PalletNoteRecord {
+        try await transaction { connection in
+            let note = try await lockNote(ecosystem: ecosystem, id: id, on: connection)
+            guard let pending = note.pendingHolder else { throw StoreError.conflict("no transfer of this note is pending") }
+            guard pending == member else { throw StoreError.forbidden("only the member the note is handed to accepts it") }
+            guard note.state != .redeemed, note.state != .cancelled else {
+                throw StoreError.conflict("the pallet note is \(note.state.rawValue); only an outstanding note is handed on")
+            }
             try await connection.query("""
-                INSERT INTO pallet_note_events (ecosystem_id, note_id, kind, from_holder_id, to_holder_id, by_membership_id, at)
-                VALUES (\(ecosystem), \(id), 'transferred', \(note.holder), \(holder), \(member), \(nowDate))
+                UPDATE pallet_notes SET holder_id = \(member), pending_holder_id = NULL
+                WHERE ecosystem_id = \(ecosystem) AND id = \(id)
                 """, logger: logger)
-            try await audit(connection, ecosystem: ecosystem, by: member, action: "pallet_note.transfer", subject: id)
-            return try await notes("""
-                SELECT \(unescaped: Self.noteColumns) FROM pallet_notes n WHERE n.ecosystem_id = \(ecosystem) AND n.id = \(id)
-                """, on: connection)[0]
+            try await noteEvent(connection, ecosystem: ecosystem, note: id, kind: "transferred", from: note.holder, to: member,
+                                by: member)
+            return try await readNote(ecosystem: ecosystem, id: id, on: connection)
+        }
+    }
+
+    /// The proposed holder declines the note, or its holder withdraws the proposal.
+    public func declineNoteTransfer(ecosystem: UUID, id: UUID, by member: UUID) async throws -> PalletNoteRecord {
+        try await transaction { connection in
+            let note = try await lockNote(ecosystem: ecosystem, id: id, on: connection)
+            guard let pending = note.pendingHolder else { throw StoreError.conflict("no transfer of this note is pending") }
+            guard pending == member || note.holder == member else {
+                throw StoreError.forbidden("only the member the note is handed to, or its holder, declines the transfer")
+            }
+            try await connection.query("""
+                UPDATE pallet_notes SET pending_holder_id = NULL WHERE ecosystem_id = \(ecosystem) AND id = \(id)
+                """, logger: logger)
+            try await noteEvent(connection, ecosystem: ecosystem, note: id, kind: "transfer_declined", from: note.holder,
+                                to: pending, by: member)
+            return try await readNote(ecosystem: ecosystem, id: id, on: connection)
         }
     }
 }

@@ -36,7 +36,7 @@ extension Store {
     public func webSession(_ secret: TokenSecret) async throws -> WebSession? {
         guard secret.isWellFormed else { return nil }
         let rows = try await client.query("""
-            SELECT s.id, s.csrf_token, s.expires_at, t.ecosystem_id, t.membership_id, o.id, o.name, m.role::text, t.id
+            SELECT s.id, s.csrf_token, s.expires_at, t.ecosystem_id, t.membership_id, o.id, m.name, m.role::text, t.id
             FROM web_sessions s
             JOIN api_tokens t ON t.ecosystem_id = s.ecosystem_id AND t.id = s.token_id
             JOIN memberships m ON m.ecosystem_id = t.ecosystem_id AND m.id = t.membership_id

@@ -35,10 +35,16 @@ struct NotesAndStatementsTests {
             #expect(tooMuch.status == .unprocessableContent)
             #expect(tooMuch.fieldErrors == ["quantity"])
 
-            let moved = try await api.post("\(fixture.base)/pallet-notes/\(id)/transfer", token: fixture.carrier.token,
-                                           json: ["holderId": fixture.shipper.id.lower])
-            #expect(moved.status == .ok)
+            // Handing it to the shipper waits for the shipper's consent: it takes the claim.
+            let proposed = try await api.post("\(fixture.base)/pallet-notes/\(id)/transfer", token: fixture.carrier.token,
+                                              json: ["holderId": fixture.shipper.id.lower])
+            #expect(proposed.status == .ok, "\(proposed.text)")
+            #expect(proposed.json["holderId"] as? String == fixture.carrier.id.lower)
+            #expect(proposed.json["pendingHolderId"] as? String == fixture.shipper.id.lower)
+            let moved = try await api.request(.post, "\(fixture.base)/pallet-notes/\(id)/transfer/accept", token: fixture.shipper.token)
+            #expect(moved.status == .ok, "\(moved.text)")
             #expect(moved.json["holderId"] as? String == fixture.shipper.id.lower)
+            #expect(moved.json["pendingHolderId"] == nil)
             // The carrier no longer holds it and cannot redeem it any more.
             let formerHolder = try await api.post("\(fixture.base)/pallet-notes/\(id)/redemptions", token: fixture.carrier.token,
                                                   json: ["quantity": 1])

@@ -192,7 +192,7 @@ extension WebApp {
         body += "<form method=\"post\" action=\"/app/indicators/recompute\" class=\"noprint\">\(page.csrfField)<button type=\"submit\">\(esc(t("Recompute indicators")))</button></form>"
         body += "<h2>\(esc(t("Recent jobs")))</h2>"
         body += Layout.table(caption: nil, headers: ["#", t("Kind"), t("State"), t("Progress"), t("Attempts")], rows: jobs.prefix(10).map {
-            ["\($0.id)\(job == String($0.id) ? " ←" : "")", esc($0.kind), esc($0.state.rawValue), esc($0.progress ?? ""), "n:\($0.attempts)/\($0.maxAttempts)"]
+            [esc(String($0.id.prefix(8))) + (job == $0.id ? " ←" : ""), esc($0.kind), esc($0.state.rawValue), esc($0.progress ?? ""), "n:\($0.attempts)/\($0.maxAttempts)"]
         }, id: "jobs")
         let rows = try await api.listIndicators(.init(path: .init(ecosystemId: eco), query: .init(period: .toDate))).ok.body.json.items
         body += Layout.table(caption: "\(t("Indicators")) (to date)", headers: [t("Partner"), t("Pallet type"), t("Issued"), t("Returned"), t("Restitution"), t("Loss rate"), t("Outstanding"), t("Rotation (days)")],
@@ -211,6 +211,6 @@ extension WebApp {
 
     func recompute(_ page: PageContext) async throws -> Response {
         let accepted = try await api.recomputeIndicators(.init(path: .init(ecosystemId: eco))).accepted.body.json
-        return Self.redirect("/app/indicators?job=\(accepted.id)")
+        return Self.redirect("/app/indicators?job=\(accepted.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")")
     }
 }

@@ -18,3 +18,9 @@ ALTER TABLE pallet_notes ADD CONSTRAINT pallet_notes_pending_holder_fkey
 ALTER TABLE pallet_note_events DROP CONSTRAINT pallet_note_events_kind;
 ALTER TABLE pallet_note_events ADD CONSTRAINT pallet_note_events_kind
     CHECK (kind IN ('issued', 'redeemed', 'transferred', 'cancelled', 'transfer_proposed', 'transfer_declined'));
+
+-- Every write is safe to retry (Idempotency-Key on each POST, PUT and PATCH). A write that
+-- is not one SQL statement claims its key in its own transaction (response_status 0 until
+-- the answer is recorded), so two requests with one key write once; the answer is kept
+-- with the headers a replay needs (Content-Type, Location).
+ALTER TABLE idempotency_keys ADD COLUMN response_headers jsonb;

@@ -53,8 +53,8 @@ public enum PalletFlowMetrics {
 public typealias AppRequestContext = BasicRequestContext
 
 /// Wires the router: metrics outermost, then problem+json, request log, body limit,
-/// authentication, the per-token rate limit, a write's Accept header, refused nulls, then the
-/// handlers generated from openapi.yaml.
+/// authentication, the per-token rate limit, the Idempotency-Key of writes, a write's
+/// Accept header, refused nulls, then the handlers generated from openapi.yaml.
 public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
     -> Router<AppRequestContext>
 {
@@ -68,6 +68,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
     router.middlewares.add(AuthMiddleware(store: store))
     router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(perSecond: settings.rateLimitPerToken)))
+    router.middlewares.add(IdempotencyMiddleware(store: store))
     router.middlewares.add(WriteAcceptMiddleware())
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
     let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,

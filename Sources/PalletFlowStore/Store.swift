@@ -44,15 +44,26 @@ extension Store {
     /// A transaction whose errors come out as thrown inside it (postgres-nio wraps them).
     /// COMMIT completes once the transaction is durable. Writes answered 2xx go through
     /// here, or are single statements whose commit `DatabaseClient.committed(on:)` proves.
+    ///
+    /// Inside a request that carries an Idempotency-Key (`IdempotencyClaim.current`), the
+    /// first transaction also claims the key, so the write and the key commit together.
     public func transaction<Result: Sendable>(
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
+        let claim = IdempotencyClaim.current
+        let claiming = claim?.beginClaim() ?? false
         do {
-            return try await client.withTransaction(logger: logger) { connection in
-                try await body(connection)
+            let result = try await client.withTransaction(logger: logger) { connection in
+                if claiming, let claim { try await self.claim(claim, on: connection) }
+                return try await body(connection)
             }
+            return result
         } catch let error as PostgresTransactionError {
+            if claiming { claim?.rollBackClaim() }
             throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        } catch {
+            if claiming { claim?.rollBackClaim() }
+            throw error
         }
     }
 }

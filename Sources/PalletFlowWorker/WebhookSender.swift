@@ -44,7 +44,8 @@ public struct WebhookSender: Sendable {
         let outcome = await post(webhook.url, body: body, headers: headers)
         try await store.recordDelivery(ecosystem: ecosystem, webhook: webhook.id, alert: alert.id, outcome: outcome, attempt: attempt)
         if let error = outcome.error {
-            store.logger.notice("webhook delivery failed", metadata: ["webhook": "\(webhook.id)", "outcome": "\(error)"])
+            store.logger.notice("webhook delivery failed",
+                                metadata: ["webhook": "\(webhook.id.uuidString.lowercased())", "outcome": "\(error)"])
             throw DeliveryFailed(description: "webhook delivery: \(error)")
         }
     }

@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Build-time helper: embeds sql/*.sql and openapi.yaml into the binaries.
@@ -79,6 +80,8 @@ let package = Package(
                 "PalletFlowEPCIS",
                 "PalletFlowStore",
                 "PalletFlowContract",
+                // The webhook address check at registration, the same one the sender makes.
+                "PalletFlowWorker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -94,13 +97,16 @@ let package = Package(
             dependencies: ["PalletFlowCore", "PalletFlowStore", "PalletFlowWorker"],
             swiftSettings: swiftSettings
         ),
-        // Background jobs: indicators, alerts, schedules.
+        // Background jobs: indicators, alerts, schedules, webhook deliveries.
         .target(
             name: "PalletFlowWorker",
             dependencies: [
                 "PalletFlowCore",
                 "PalletFlowStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

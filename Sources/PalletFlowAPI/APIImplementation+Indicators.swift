@@ -3,6 +3,7 @@ import Foundation
 import OpenAPIRuntime
 import PalletFlowCore
 import PalletFlowStore
+import PalletFlowWorker
 
 extension APIImplementation {
     func requireReader(_ caller: Caller, _ what: String) throws {
@@ -149,11 +150,28 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         try requireShipper(caller, "manage webhooks")
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
-        guard let url = URL(string: body.url), url.scheme == "https" || url.scheme == "http", url.host != nil,
-              body.url.count <= 2_000
-        else { throw Problem.validation([FieldError("url", "must be an absolute http(s) URL")]) }
-        let hook = try await store.addWebhook(ecosystem: caller.ecosystem, url: body.url, by: caller.membership)
+        let url = try await checkedWebhookURL(body.url)
+        let hook = try await store.addWebhook(ecosystem: caller.ecosystem, url: url, by: caller.membership)
         return .created(.init(body: .json(.init(id: hook.id.lowercase, url: hook.url, active: hook.active, secret: hook.secret))))
+    }
+
+    /// A webhook must not reach inside: a host that is, or resolves to, a loopback,
+    /// private, link-local, shared, multicast or unspecified address is refused (422), as
+    /// the sender refuses it again at each delivery. A name that does not resolve now is
+    /// accepted: the sender resolves and checks it when it delivers.
+    func checkedWebhookURL(_ text: String) async throws -> WebhookURL {
+        let url: WebhookURL
+        do {
+            url = try WebhookURL(parsing: text)
+        } catch {
+            throw Problem.validation([FieldError("url", error.description)])
+        }
+        guard case .refused(let address, let range) = await WebhookDestination.resolve(url, rule: webhookRule) else { return url }
+        let message = switch url.host {
+        case .address: "must not reach inside: \(address) is a \(range.rawValue) address"
+        case .name(let name): "must not reach inside: \(name) resolves to \(address), a \(range.rawValue) address"
+        }
+        throw Problem.validation([FieldError("url", message)])
     }
 
     func removeWebhook(_ input: Operations.RemoveWebhook.Input) async throws -> Operations.RemoveWebhook.Output {

@@ -16,6 +16,7 @@ struct APIImplementation: APIProtocol {
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
     let databaseConnections: Int
+    let webhookRule: WebhookAddressRule
     let directoryCache = DirectoryCache()
 
     /// The authenticated caller, or 401.

@@ -8,6 +8,7 @@ import NIOSSL
 import Metrics
 import OpenAPIHummingbird
 import OpenAPIRuntime
+import PalletFlowCore
 import PalletFlowStore
 import Prometheus
 import ServiceLifecycle
@@ -24,18 +25,22 @@ public struct ServerSettings: Sendable {
     public var tls: (certificateChain: String, privateKey: String)?
     /// Requests per second allowed per API token (bursts of twice that); 0 disables the limit.
     public var rateLimitPerToken: Double
+    /// Which addresses a registered webhook may reach (private ones only when allowed).
+    public var webhookRule: WebhookAddressRule
 
     public static let defaultRateLimitPerToken: Double = 500
 
     public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
                 databaseConnections: Int = 20, tls: (certificateChain: String, privateKey: String)? = nil,
-                rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken) {
+                rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+                webhookRule: WebhookAddressRule = .init()) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
         self.databaseConnections = databaseConnections
         self.tls = tls
         self.rateLimitPerToken = rateLimitPerToken
+        self.webhookRule = webhookRule
     }
 
     public var scheme: String { tls == nil ? "http" : "https" }
@@ -72,7 +77,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(WriteAcceptMiddleware())
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
     let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
-                                databaseConnections: settings.databaseConnections)
+                                databaseConnections: settings.databaseConnections, webhookRule: settings.webhookRule)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes, declarations: DeclarationRoute(api: api)))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
     WebApp(api: api, servesTLS: settings.tls != nil).register(on: router, table: routes)

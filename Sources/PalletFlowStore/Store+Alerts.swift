@@ -166,7 +166,10 @@ extension Store {
             """, logger: logger)
     }
 
-    public func addWebhook(ecosystem: UUID, url: String, by member: UUID) async throws -> WebhookRecord {
+    /// Stores a URL that passed `WebhookURL`'s reading, as it was written; whether its
+    /// host may be reached is the caller's check (it needs DNS) and the sender's again.
+    public func addWebhook(ecosystem: UUID, url webhookURL: WebhookURL, by member: UUID) async throws -> WebhookRecord {
+        let url = webhookURL.text
         let id = newID()
         var bytes = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
@@ -203,7 +206,11 @@ extension Store {
         }
     }
 
-    public func recordDelivery(ecosystem: UUID, webhook: UUID, alert: UUID?, status: Int?, error: String?, attempt: Int) async throws {
+    /// One attempt: the status when the receiver answered, and the error only in the
+    /// outcome's fixed words ("refused", "timeout", "HTTP <status>"), never the remote's text.
+    public func recordDelivery(ecosystem: UUID, webhook: UUID, alert: UUID?, outcome: WebhookOutcome, attempt: Int) async throws {
+        let status = outcome.status
+        let error = outcome.error
         try await client.query("""
             INSERT INTO webhook_deliveries (ecosystem_id, webhook_id, alert_id, status, error, attempt, delivered_at)
             VALUES (\(ecosystem), \(webhook), \(alert), \(status), \(error), \(attempt), \(nowDate))

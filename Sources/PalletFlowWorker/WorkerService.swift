@@ -24,13 +24,13 @@ public struct WorkerService: Service {
     public init(store: Store, pollInterval: Duration = .seconds(2), lease: Duration = .seconds(60),
                 name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
                 handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true,
-                schemaWait: Duration = .zero) {
+                schemaWait: Duration = .zero, webhookRule: WebhookAddressRule = .init()) {
         self.schemaWait = schemaWait
         self.store = store
         self.pollInterval = pollInterval
         self.lease = lease
         self.name = name
-        self.handlers = handlers ?? Self.standardHandlers(store: store)
+        self.handlers = handlers ?? Self.standardHandlers(store: store, webhookRule: webhookRule)
         self.schedules = schedules
     }
 
@@ -46,10 +46,14 @@ public struct WorkerService: Service {
         }
     }
 
-    public static func standardHandlers(store: Store) -> [String: @Sendable (Job, JobContext) async throws -> Void] {
+    /// `webhookRule`: which addresses webhook deliveries may reach (private ones only when
+    /// the deployment allows them).
+    public static func standardHandlers(store: Store, webhookRule: WebhookAddressRule = .init())
+        -> [String: @Sendable (Job, JobContext) async throws -> Void]
+    {
         let engine = IndicatorEngine(store: store)
         let alerts = AlertEvaluator(store: store)
-        let webhooks = WebhookSender(store: store)
+        let webhooks = WebhookSender(store: store, rule: webhookRule)
         return [
             "indicators.update": { job, context in
                 guard let ecosystem = job.ecosystem else { return }

@@ -29,6 +29,10 @@ struct PalletflowWorker: AsyncParsableCommand {
             help: "How long a claimed job stays this worker's without a sign of life; a job whose worker died is taken again after it (env PALLETFLOW_JOB_LEASE_SECONDS).")
     var jobLeaseSeconds: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_JOB_LEASE_SECONDS"] ?? "") ?? 60
 
+    @Flag(name: .customLong("webhooks-allow-private-addresses"),
+          help: "Let webhook deliveries reach loopback, private (RFC 1918, fc00::/7), link-local and shared (100.64.0.0/10) addresses, for a private deployment whose receivers sit on its own network (env PALLETFLOW_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true).")
+    var webhooksAllowPrivateAddresses = false
+
     func validate() throws {
         guard jobLeaseSeconds >= 1 else { throw ValidationError("--job-lease-seconds must be at least 1") }
     }
@@ -56,7 +60,12 @@ struct PalletflowWorker: AsyncParsableCommand {
         } catch let error as WallClockSettingError {
             throw ValidationError(error.description)
         }
-        let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds))
+        let webhookRule = WebhookAddressRule.configured(flag: webhooksAllowPrivateAddresses)
+        if webhookRule.allowPrivateAddresses {
+            logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
+        }
+        let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds),
+                                   webhookRule: webhookRule)
         let group = ServiceGroup(
             configuration: .init(
                 services: [

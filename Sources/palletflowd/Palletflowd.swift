@@ -67,6 +67,10 @@ struct Palletflowd: AsyncParsableCommand {
             help: "How long an authenticated token is kept in memory (env PALLETFLOW_AUTH_CACHE_SECONDS); 0 looks every token up. Tokens revoked through this daemon stop at once; revoked elsewhere, within this time.")
     var authCacheSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_AUTH_CACHE_SECONDS"] ?? "") ?? 5
 
+    @Flag(name: .customLong("webhooks-allow-private-addresses"),
+          help: "Let webhooks reach loopback, private (RFC 1918, fc00::/7), link-local and shared (100.64.0.0/10) addresses, for a private deployment whose receivers sit on its own network (env PALLETFLOW_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true). Applies to registration and to the in-process worker.")
+    var webhooksAllowPrivateAddresses = false
+
     @Option(name: .customLong("tls-certificate"),
             help: "PEM certificate chain: serve HTTPS (with --tls-key; env PALLETFLOW_TLS_CERTIFICATE).")
     var tlsCertificate: String?
@@ -164,17 +168,23 @@ struct Palletflowd: AsyncParsableCommand {
             readStore = Store(database: replica, logger: logger, clock: clock)
             logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
         }
+        let webhookRule = WebhookAddressRule.configured(flag: webhooksAllowPrivateAddresses)
+        if webhookRule.allowPrivateAddresses {
+            logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
+        }
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections,
                                       tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } },
-                                      rateLimitPerToken: max(0, rateLimitPerToken))
+                                      rateLimitPerToken: max(0, rateLimitPerToken), webhookRule: webhookRule)
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host
         let port = port
         var services: [any Service] = [client, maintenanceClient]
         if let readClient { services.append(readClient) }
-        if withWorker { services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600))) }
+        if withWorker {
+            services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule))
+        }
         let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
                 try await Migrator().migrate(maintenanceClient, logger: logger)

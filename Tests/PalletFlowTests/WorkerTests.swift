@@ -348,7 +348,9 @@ struct WorkerTests {
                                    logger: TestDatabase.logger)
         try await receiver.test(.live) { client in
             let port = try #require(client.port)
-            try await withAPI { api, fixture, store in
+            // The receiver is on loopback: a deployment that allows private addresses.
+            let rule = WebhookAddressRule(allowPrivateAddresses: true)
+            try await withAPI(webhookRule: rule) { api, fixture, store in
                 let created = try await api.post("\(fixture.base)/webhooks", token: fixture.shipper.token,
                                                  json: ["url": "http://127.0.0.1:\(port)/hook"])
                 #expect(created.status == .created, "\(created.text)")
@@ -361,7 +363,7 @@ struct WorkerTests {
                                              by: fixture.shipper.id)
                 try await IndicatorEngine(store: store).update(ecosystem: fixture.ecosystem)
                 #expect(try await AlertEvaluator(store: store).evaluate(ecosystem: fixture.ecosystem).count == 1)
-                let worker = WorkerService(store: store, name: "hooks", schedules: false)
+                let worker = WorkerService(store: store, name: "hooks", schedules: false, webhookRule: rule)
                 #expect(try await worker.runOne())
                 let deliveries = received.withLock { $0 }
                 #expect(deliveries.count == 1)

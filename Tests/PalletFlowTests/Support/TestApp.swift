@@ -135,11 +135,13 @@ struct API: Sendable {
 
 /// Runs `body` against a fresh database, its fixture and the router.
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+             webhookRule: WebhookAddressRule = .init(),
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
     try await withFreshStore { store in
         let fixture = try await Fixture.make(store)
         let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes,
-                                                                             rateLimitPerToken: rateLimitPerToken),
+                                                                             rateLimitPerToken: rateLimitPerToken,
+                                                                             webhookRule: webhookRule),
                                      logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in

@@ -45,7 +45,8 @@ let package = Package(
             dependencies: ["PalletFlowCore"],
             swiftSettings: swiftSettings
         ),
-        // PostgreSQL: embedded cluster, migrations, repositories, job queue.
+        // The I/O edge: PostgreSQL (embedded cluster, migrations, repositories, job queue)
+        // and the webhook destination lookup.
         .target(
             name: "PalletFlowStore",
             dependencies: [
@@ -54,6 +55,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings,
@@ -80,8 +82,6 @@ let package = Package(
                 "PalletFlowEPCIS",
                 "PalletFlowStore",
                 "PalletFlowContract",
-                // The webhook address check at registration, the same one the sender makes.
-                "PalletFlowWorker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),

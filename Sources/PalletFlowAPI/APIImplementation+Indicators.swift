@@ -3,7 +3,6 @@ import Foundation
 import OpenAPIRuntime
 import PalletFlowCore
 import PalletFlowStore
-import PalletFlowWorker
 
 extension APIImplementation {
     func requireReader(_ caller: Caller, _ what: String) throws {

@@ -6,7 +6,8 @@ import Glibc
 import Darwin
 #endif
 
-/// Where a webhook URL leads: its host resolved once, every address checked against the
+/// Where a webhook URL leads (the I/O half of the rule in `PalletFlowCore/WebhookAddress`,
+/// here so that registration in the API and delivery in the worker use the same one): its host resolved once, every address checked against the
 /// rule. The sender then connects to `address`, the one checked, and never resolves the
 /// name again, so a DNS answer that changes between the check and the connection (DNS
 /// rebinding) cannot send it inside.

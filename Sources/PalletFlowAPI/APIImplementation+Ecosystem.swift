@@ -102,7 +102,7 @@ extension APIImplementation {
             throw Problem.validation([FieldError("name", "must be 1 to 100 characters")])
         }
         let (token, secret) = try await store.issueToken(ecosystem: caller.ecosystem, member: member, name: name,
-                                                         by: caller.membership)
+                                                         by: caller.membership, maximumLive: settings.maxTokensPerMember)
         return .created(.init(body: .json(.init(token: .init(token), secret: secret.text))))
     }
 

@@ -464,7 +464,8 @@ extension APIImplementation {
         guard caller.role.readsWholeEcosystem else {
             throw Problem.forbidden("The ledger check reads every account: shipper and coordinator only.")
         }
-        let report = try await store.verifyLedger(ecosystem: caller.ecosystem)
+        let report = try await readStore.verifyLedger(ecosystem: caller.ecosystem,
+                                                      statementTimeoutSeconds: settings.heavyReadTimeoutSeconds)
         return .ok(.init(body: .json(.init(
             holds: report.holds, accounts: report.accounts, entries: report.entries, movements: report.movements,
             balanceMismatches: report.balanceMismatches, conservationViolations: report.conservationViolations,

@@ -15,9 +15,14 @@ struct APIImplementation: APIProtocol {
     let readStore: Store
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
-    let databaseConnections: Int
-    let webhookRule: WebhookAddressRule
+    let settings: ServerSettings
+    /// Expensive reads queue per ecosystem, so that one tenant's cannot take every
+    /// connection of the read pool from the others.
+    let heavyReads: HeavyReadGate
     let directoryCache = DirectoryCache()
+
+    var databaseConnections: Int { settings.databaseConnections }
+    var webhookRule: WebhookAddressRule { settings.webhookRule }
 
     /// The authenticated caller, or 401.
     func caller() throws -> Caller {

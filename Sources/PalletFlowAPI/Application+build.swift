@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import Logging
+import NIOCore
 import NIOSSL
 import Metrics
 import OpenAPIHummingbird
@@ -27,13 +28,35 @@ public struct ServerSettings: Sendable {
     public var rateLimitPerToken: Double
     /// Which addresses a registered webhook may reach (private ones only when allowed).
     public var webhookRule: WebhookAddressRule
+    /// Live API tokens a member may hold at once; one more is refused until one is revoked.
+    public var maxTokensPerMember: Int
+    /// Attempts per second per client address (bursts of 20 times that) at what has no token
+    /// yet: signing in, accepting an invitation, and requests whose token is unknown.
+    /// 0 disables the limit.
+    public var rateLimitPerAddress: Double
+    /// Expensive reads of one ecosystem (ledger check, reports, exports, EPCIS queries,
+    /// indicator lists) that may run at once; more wait their turn (`HeavyReadGate`).
+    public var heavyReadsPerEcosystem: Int
+    /// The statement limit of expensive reads (the ledger check lifts the request limit to it).
+    public var heavyReadTimeoutSeconds: Double
 
     public static let defaultRateLimitPerToken: Double = 500
+    public static let defaultMaxTokensPerMember = 20
+    public static let defaultRateLimitPerAddress: Double = 1
+    public static let defaultHeavyReadsPerEcosystem = 2
+    public static let defaultHeavyReadTimeoutSeconds: Double = 300
+    /// The largest body read from a request without a valid token (a sign-in form, an
+    /// invitation code): the body limit is for authenticated writes.
+    public static let anonymousBodyLimitBytes = 64 * 1024
 
     public init(host: String = "127.0.0.1", port: Int = 8080, bodyLimitBytes: Int = 16 * 1024 * 1024,
                 databaseConnections: Int = 20, tls: (certificateChain: String, privateKey: String)? = nil,
                 rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
-                webhookRule: WebhookAddressRule = .init()) {
+                webhookRule: WebhookAddressRule = .init(),
+                maxTokensPerMember: Int = ServerSettings.defaultMaxTokensPerMember,
+                rateLimitPerAddress: Double = ServerSettings.defaultRateLimitPerAddress,
+                heavyReadsPerEcosystem: Int = ServerSettings.defaultHeavyReadsPerEcosystem,
+                heavyReadTimeoutSeconds: Double = ServerSettings.defaultHeavyReadTimeoutSeconds) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
@@ -41,6 +64,10 @@ public struct ServerSettings: Sendable {
         self.tls = tls
         self.rateLimitPerToken = rateLimitPerToken
         self.webhookRule = webhookRule
+        self.maxTokensPerMember = maxTokensPerMember
+        self.rateLimitPerAddress = rateLimitPerAddress
+        self.heavyReadsPerEcosystem = heavyReadsPerEcosystem
+        self.heavyReadTimeoutSeconds = heavyReadTimeoutSeconds
     }
 
     public var scheme: String { tls == nil ? "http" : "https" }
@@ -55,11 +82,23 @@ public enum PalletFlowMetrics {
     }()
 }
 
-public typealias AppRequestContext = BasicRequestContext
+/// Each request's context: Hummingbird's, plus the client's address for the rate limits
+/// at the public doors.
+public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
 
-/// Wires the router: metrics outermost, then problem+json, request log, body limit,
-/// authentication, the per-token rate limit, the Idempotency-Key of writes, a write's
-/// Accept header, refused nulls, then the handlers generated from openapi.yaml.
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// Wires the router: metrics outermost, then problem+json, request log, the declared body
+/// length, the per-address limit at the public doors, authentication, the per-token rate
+/// limit, the body buffered (small without a token), the Idempotency-Key of writes, the
+/// per-ecosystem share of expensive reads, a write's Accept header, refused nulls, then the
+/// handlers generated from openapi.yaml.
 public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
     -> Router<AppRequestContext>
 {
@@ -70,14 +109,20 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(MetricsMiddleware())
     router.middlewares.add(ProblemMiddleware(routes: routes))
     router.middlewares.add(LogRequestsMiddleware(.info))
-    router.middlewares.add(BodyLimitMiddleware(maximumBytes: settings.bodyLimitBytes))
-    router.middlewares.add(AuthMiddleware(store: store))
-    router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter(perSecond: settings.rateLimitPerToken)))
+    router.middlewares.add(ContentLengthMiddleware(maximumBytes: settings.bodyLimitBytes))
+    let addresses = AddressLimiter(perSecond: settings.rateLimitPerAddress)
+    router.middlewares.add(PublicDoorLimitMiddleware(limiter: addresses))
+    router.middlewares.add(AuthMiddleware(store: store, failures: addresses))
+    router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter<UUID>(perSecond: settings.rateLimitPerToken)))
+    router.middlewares.add(BodyBufferMiddleware(maximumBytes: settings.bodyLimitBytes,
+                                                anonymousMaximumBytes: ServerSettings.anonymousBodyLimitBytes))
     router.middlewares.add(IdempotencyMiddleware(store: store))
+    let heavyReads = HeavyReadGate(perEcosystem: settings.heavyReadsPerEcosystem)
+    router.middlewares.add(HeavyReadMiddleware(gate: heavyReads))
     router.middlewares.add(WriteAcceptMiddleware())
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
     let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
-                                databaseConnections: settings.databaseConnections, webhookRule: settings.webhookRule)
+                                settings: settings, heavyReads: heavyReads)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes, declarations: DeclarationRoute(api: api)))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
     WebApp(api: api, servesTLS: settings.tls != nil).register(on: router, table: routes)

@@ -7,7 +7,7 @@ import Hummingbird
 /// The two hottest writes, `POST .../movements` (a carrier's TMS declares movements one by
 /// one) and `POST .../movements/batch`, served without the generated layer's request and
 /// response conversions. Their answer is always the bytes the idempotency layer stored with
-/// the key, which `BodyLimitMiddleware` sends, so the generated server encoding the same
+/// the key, which `BodyBufferMiddleware` sends, so the generated server encoding the same
 /// result again, pretty printed, only to have it replaced, was work thrown away
 /// (docs/performance.md, change 29).
 ///
@@ -50,7 +50,7 @@ struct DeclarationRoute: Sendable {
                 body: .json(try await body(of: request, as: Components.Schemas.MovementDeclaration.self))))
         }
         // The handlers set the stored answer on every path that answers 201 (posted now, or
-        // replayed); `BodyLimitMiddleware` sends it, with its status and headers.
+        // replayed); `BodyBufferMiddleware` sends it, with its status and headers.
         guard RequestScope.current.idempotency?.response != nil else {
             throw Problem.internalError
         }
@@ -60,7 +60,7 @@ struct DeclarationRoute: Sendable {
     private func body<Body: Decodable>(of request: Request, as type: Body.Type) async throws -> Body {
         _ = try converter.bestContentType(received: converter.extractContentTypeIfPresent(in: request.headers),
                                           options: ["application/json"])
-        // Already collected by BodyLimitMiddleware: this takes the buffer, it does not read again.
+        // Already collected by BodyBufferMiddleware: this takes the buffer, it does not read again.
         var request = request
         let buffer = try await request.collectBody(upTo: .max)
         // The converter's decoder differs from a plain one only in its date strategy, and the

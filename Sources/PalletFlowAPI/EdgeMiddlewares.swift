@@ -182,9 +182,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Refuses bodies over the limit with 413 before any handler runs, and buffers the body
-/// so that idempotent writes can hash it.
-struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Refuses a body declared over the limit with 413 before anything else is done with the
+/// request, from its Content-Length alone.
+struct ContentLengthMiddleware<Context: RequestContext>: RouterMiddleware {
     let maximumBytes: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -196,8 +196,28 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             problem.headers[.connection] = "close"
             throw problem
         }
+        return try await next(request, context)
+    }
+}
+
+/// Buffers a write's body, after authentication: a caller with a valid token up to the body
+/// limit, one without up to `anonymousMaximumBytes` (a sign-in form, an invitation code),
+/// so that nobody makes the daemon hold 16 MiB without a token. Then it hashes the body
+/// for the Idempotency-Key, and sends the answer a declaration stored with its key.
+struct BodyBufferMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maximumBytes: Int
+    let anonymousMaximumBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.method == .post || request.method == .put || request.method == .patch else {
             return try await next(request, context)
+        }
+        let maximumBytes = RequestScope.current.caller == nil ? min(self.maximumBytes, anonymousMaximumBytes) : self.maximumBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBytes {
+            var problem = Problem(.contentTooLarge, "too-large", "Request body too large",
+                                  detail: "The body has \(length) bytes; without a valid token this server reads at most \(maximumBytes).")
+            problem.headers[.connection] = "close"
+            throw problem
         }
         var request = request
         let buffer: ByteBuffer
@@ -244,9 +264,11 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// Resolves `Authorization: Bearer` to the caller. A missing header leaves the caller
-/// empty (public operations still work); a bad token is refused at once.
-struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
+/// empty (public operations still work); a bad token is refused at once, and counted
+/// against its client address (`AddressLimiter`): over the limit, no more look-ups.
+struct AuthMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     let store: Store
+    let failures: AddressLimiter
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
@@ -257,7 +279,12 @@ struct AuthMiddleware<Context: RequestContext>: RouterMiddleware {
             throw Problem(.unauthorized, "unauthenticated", "Authentication required",
                           detail: "Use the Bearer scheme: `Authorization: Bearer <token>`.")
         }
-        guard let caller = try await store.authenticate(TokenSecret(text: String(parts[1]).trimmingCharacters(in: .whitespaces))) else {
+        let address = clientAddress(context)
+        let secret = TokenSecret(text: String(parts[1]).trimmingCharacters(in: .whitespaces))
+        // An address over its limit costs no more look-ups, except for a token known good.
+        if store.cachedCaller(secret) == nil { try failures.refuseIfExhausted(address) }
+        guard let caller = try await store.authenticate(secret) else {
+            try failures.attempt(address)
             throw Problem.invalidToken
         }
         var context = context

@@ -17,7 +17,7 @@ import PalletFlowStore
 /// are not recorded: a retry is judged again, as for the declarations.
 ///
 /// The declarations (`POST .../movements`, `/batch`, `/import`) record their key in the very
-/// statement that writes them (`Store.post`, `BodyLimitMiddleware`) and pass through here.
+/// statement that writes them (`Store.post`, `BodyBufferMiddleware`) and pass through here.
 struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: Store
     /// How long a request waits for the answer of another one with its key before

@@ -3,9 +3,10 @@ import HTTPTypes
 import Hummingbird
 import Synchronization
 
-/// Token buckets, one per API token: each holds up to `burst` requests and refills at
-/// `perSecond`. Kept in memory (per daemon process); idle buckets are dropped once full.
-public final class RateLimiter: Sendable {
+/// Token buckets, one per key (an API token, a client address): each holds up to `burst`
+/// requests and refills at `perSecond`. Kept in memory (per daemon process); idle buckets
+/// are dropped once full.
+public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
     struct Bucket {
         var tokens: Double
         var updated: UInt64
@@ -13,7 +14,7 @@ public final class RateLimiter: Sendable {
 
     public let perSecond: Double
     public let burst: Double
-    private let buckets = Mutex<[UUID: Bucket]>([:])
+    private let buckets = Mutex<[Key: Bucket]>([:])
     /// Above this many buckets, the full (idle) ones are forgotten.
     private let pruneAbove: Int
 
@@ -28,7 +29,7 @@ public final class RateLimiter: Sendable {
 
     /// Takes one request from `key`'s bucket: nil when allowed, otherwise the seconds to
     /// wait until the next request would be allowed.
-    public func acquire(_ key: UUID, now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> Double? {
+    public func acquire(_ key: Key, now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> Double? {
         guard enabled else { return nil }
         return buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
@@ -51,13 +52,25 @@ public final class RateLimiter: Sendable {
             return wait
         }
     }
+
+    /// Whether `key`'s bucket is empty now, without taking from it: the seconds to wait, or
+    /// nil when a request would be allowed.
+    public func exhausted(_ key: Key, now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> Double? {
+        guard enabled else { return nil }
+        return buckets.withLock { buckets in
+            guard let bucket = buckets[key] else { return nil }
+            let elapsed = Double(now &- bucket.updated) / 1_000_000_000
+            let tokens = min(burst, bucket.tokens + max(0, elapsed) * perSecond)
+            return tokens >= 1 ? nil : (1 - tokens) / perSecond
+        }
+    }
 }
 
 /// Refuses a caller's requests beyond its token's rate with 429 problem+json and
 /// `Retry-After`. Runs after authentication: requests without a token are not counted here
 /// (they can only reach the public endpoints).
 struct RateLimitMiddleware<Context: RequestContext>: RouterMiddleware {
-    let limiter: RateLimiter
+    let limiter: RateLimiter<UUID>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard limiter.enabled, let caller = RequestScope.current.caller else {
@@ -67,14 +80,68 @@ struct RateLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             let seconds = max(1, Int(wait.rounded(.up)))
             var problem = Problem(
                 .tooManyRequests, "rate-limited", "Too many requests",
-                detail: "This token is limited to \(Self.format(limiter.perSecond)) requests per second (bursts of \(Self.format(limiter.burst))). Retry after \(seconds) s.")
+                detail: "This token is limited to \(formatRate(limiter.perSecond)) requests per second (bursts of \(formatRate(limiter.burst))). Retry after \(seconds) s.")
             problem.headers[.retryAfter] = String(seconds)
             throw problem
         }
         return try await next(request, context)
     }
 
-    static func format(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(value)
+}
+
+/// What is reached without a token (signing in to the dashboard, accepting an invitation)
+/// and requests whose token is unknown are limited per client address: guessing codes or
+/// tokens is slow, and an unknown token costs a database look-up only until its address is
+/// over the limit. Behind a reverse proxy every client has the proxy's address, so the
+/// limit applies to them together (`--rate-limit-per-address`).
+public final class AddressLimiter: Sendable {
+    let limiter: RateLimiter<String>
+
+    /// `perSecond` <= 0 disables it; bursts of 20 attempts.
+    public init(perSecond: Double) {
+        limiter = RateLimiter<String>(perSecond: perSecond, burst: max(1, perSecond * 20))
     }
+
+    /// Takes one attempt from `address`; throws 429 when it has none left.
+    func attempt(_ address: String) throws {
+        if let wait = limiter.acquire(address) { throw Self.tooMany(address: address, wait: wait, limiter: limiter) }
+    }
+
+    /// Throws 429 while `address` has no attempt left, without taking one.
+    func refuseIfExhausted(_ address: String) throws {
+        if let wait = limiter.exhausted(address) { throw Self.tooMany(address: address, wait: wait, limiter: limiter) }
+    }
+
+    static func tooMany(address: String, wait: Double, limiter: RateLimiter<String>) -> Problem {
+        let seconds = max(1, Int(wait.rounded(.up)))
+        var problem = Problem(
+            .tooManyRequests, "rate-limited", "Too many attempts",
+            detail: "Too many sign-ins, invitation codes or unknown tokens from this address (\(formatRate(limiter.perSecond)) a second, bursts of \(formatRate(limiter.burst))). Retry after \(seconds) s.")
+        problem.headers[.retryAfter] = String(seconds)
+        return problem
+    }
+}
+
+/// The client's address as the rate limits key it: the connection's peer, without its port.
+func clientAddress(_ context: some RemoteAddressRequestContext) -> String {
+    guard let address = context.remoteAddress else { return "unknown" }
+    return address.ipAddress ?? address.description
+}
+
+/// Counts every attempt at the public doors (dashboard sign-in, invitation acceptance)
+/// against the client's address.
+struct PublicDoorLimitMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
+    let limiter: AddressLimiter
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.method == .post, request.uri.path == "/app/sign-in" || request.uri.path == "/v1/invitations/accept" {
+            try limiter.attempt(clientAddress(context))
+        }
+        return try await next(request, context)
+    }
+}
+
+/// A rate as people read it: 500, or 0.5.
+func formatRate(_ value: Double) -> String {
+    value == value.rounded() ? String(Int(value)) : String(value)
 }

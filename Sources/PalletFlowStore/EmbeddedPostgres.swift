@@ -62,7 +62,12 @@ public final class EmbeddedPostgres: Sendable {
     private let logger: Logger
     private let usersLock: FileLock
 
-    public init(dataDirectory: String, logger: Logger) throws {
+    /// Connections the cluster accepts: the daemon's pools and a worker fit in the default
+    /// with room to spare; the test run, which gives every test its own pool, asks for more.
+    public let maximumConnections: Int
+
+    public init(dataDirectory: String, logger: Logger, maximumConnections: Int = 200) throws {
+        self.maximumConnections = maximumConnections
         let absolute = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
         self.dataDirectory = absolute
         self.clusterDirectory = absolute + "/postgres"
@@ -174,7 +179,7 @@ public final class EmbeddedPostgres: Sendable {
             unix_socket_directories = '\(socketDirectory.replacingOccurrences(of: "'", with: "''"))'
             unix_socket_permissions = 0700
             port = \(port)
-            max_connections = 200
+            max_connections = \(maximumConnections)
             shared_buffers = 256MB
             synchronous_commit = on
             fsync = on

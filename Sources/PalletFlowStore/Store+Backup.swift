@@ -26,6 +26,8 @@ public enum BackupError: Error, CustomStringConvertible {
     case schemaMismatch(backup: Int, database: Int)
     case alreadyExists(UUID)
     case ledgerDoesNotVerify(String)
+    /// A row of another ecosystem than the header names: a backup restores one ecosystem only.
+    case foreignRow(line: Int, table: String, ecosystem: String, expected: UUID)
 
     public var description: String {
         switch self {
@@ -35,6 +37,8 @@ public enum BackupError: Error, CustomStringConvertible {
             "the backup was taken at schema version \(backup) and this database is at \(database): restore into a database at the same version (palletflow migrate), or take the backup again"
         case .alreadyExists(let id): "ecosystem \(id) already exists in this database; restore into another database, or remove it first"
         case .ledgerDoesNotVerify(let detail): "the restored ledger does not verify (\(detail)); nothing was restored"
+        case .foreignRow(let line, let table, let ecosystem, let expected):
+            "line \(line) is a \(table) row of ecosystem \(ecosystem), not of \(expected) that the backup's header names; a backup restores one ecosystem and nothing else: nothing was restored"
         }
     }
 }
@@ -145,6 +149,7 @@ extension Store {
         else { throw BackupError.unreadable(line: 1, reason: "not a PalletFlow ecosystem backup (version 1)") }
         var rows: [String: [String]] = [:]
         var order: [String] = []
+        var organisations = OrganisationsSeen()
         // The recording months the movements' ids name: their partitions are made first.
         var recorded: (first: Int64, last: Int64)?
         for (index, line) in lines.enumerated().dropFirst() where !line.isEmpty {
@@ -152,12 +157,17 @@ extension Store {
                   let table = object["table"] as? String, let row = object["row"],
                   let data = try? JSONSerialization.data(withJSONObject: row)
             else { throw BackupError.unreadable(line: index + 1, reason: "expected {\"table\": ..., \"row\": {...}}") }
+            try Self.refuseForeign(row, table: table, line: index + 1, header: header, organisations: &organisations)
             if table == "movements", let id = ((row as? [String: Any])?["id"] as? String).flatMap(UUID.init(uuidString:)),
                let micros = recordingInstant(of: id)?.microsecondsSinceEpoch {
                 recorded = (min(recorded?.first ?? micros, micros), max(recorded?.last ?? micros, micros))
             }
             if rows[table] == nil { order.append(table) }
             rows[table, default: []].append(String(decoding: data, as: UTF8.self))
+        }
+        if let stray = organisations.listed.subtracting(organisations.members).first {
+            throw BackupError.foreignRow(line: stray.line, table: "organisations", ecosystem: "none named here",
+                                         expected: header.ecosystem)
         }
         return try await transaction { connection in
             let version = try await schemaVersion(on: connection)
@@ -231,6 +241,39 @@ extension Store {
             guard verification.holds else { throw BackupError.ledgerDoesNotVerify("\(verification)") }
             try await audit(connection, ecosystem: header.ecosystem, by: nil, action: "ecosystem.restore", subject: header.ecosystem)
             return RestoreReport(ecosystem: header.ecosystem, rows: counts, verification: verification)
+        }
+    }
+
+    /// The organisations a backup lists, and those its memberships name: a listed one that no
+    /// membership of the ecosystem names is another ecosystem's.
+    struct OrganisationsSeen {
+        struct Listed: Hashable {
+            var id: String
+            var line: Int
+            static func == (a: Listed, b: Listed) -> Bool { a.id == b.id }
+            func hash(into hasher: inout Hasher) { hasher.combine(id) }
+        }
+        var listed: Set<Listed> = []
+        var members: Set<Listed> = []
+    }
+
+    /// Refuses a row that belongs to another ecosystem than the header's.
+    static func refuseForeign(_ row: Any, table: String, line: Int, header: BackupHeader,
+                              organisations: inout OrganisationsSeen) throws {
+        guard let object = row as? [String: Any] else { return }
+        let expected = header.ecosystem.uuidString.lowercased()
+        let owner: Any? = table == "ecosystems" ? object["id"] : object["ecosystem_id"]
+        if table == "organisations" {
+            if let id = object["id"] as? String { organisations.listed.insert(.init(id: id.lowercased(), line: line)) }
+            return
+        }
+        if table == "memberships", let organisation = object["organisation_id"] as? String {
+            organisations.members.insert(.init(id: organisation.lowercased(), line: line))
+        }
+        guard let owner else { return }
+        let text = (owner as? String)?.lowercased() ?? "\(owner)"
+        guard text == expected else {
+            throw BackupError.foreignRow(line: line, table: table, ecosystem: text, expected: header.ecosystem)
         }
     }
 }

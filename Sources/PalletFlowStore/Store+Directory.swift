@@ -290,11 +290,29 @@ extension Store {
 
     // MARK: Tokens
 
-    public func issueToken(ecosystem: UUID, member: UUID, name: String, by actor: UUID?) async throws -> (TokenRecord, TokenSecret) {
+    /// The most live tokens a member holds unless said otherwise (`maximumLive`).
+    public static let defaultMaximumLiveTokens = 20
+
+    /// A new token for an active member, refused while it already holds `maximumLive` live
+    /// ones: a leaked shipper token cannot mint tokens without bound.
+    public func issueToken(ecosystem: UUID, member: UUID, name: String, by actor: UUID?,
+                           maximumLive: Int = Store.defaultMaximumLiveTokens) async throws -> (TokenRecord, TokenSecret) {
         let secret = TokenSecret.generate()
         let id = newID()
         do {
             let created = try await transaction { connection in
+                // The member's row serialises its issues: two at once cannot both pass the count.
+                var live: Int64?
+                for try await count in try await connection.query("""
+                    SELECT (SELECT count(*) FROM api_tokens t
+                            WHERE t.ecosystem_id = m.ecosystem_id AND t.membership_id = m.id AND t.revoked_at IS NULL)::int8
+                    FROM memberships m WHERE m.ecosystem_id = \(ecosystem) AND m.id = \(member) AND m.active
+                    FOR NO KEY UPDATE OF m
+                    """, logger: logger).decode(Int64.self) { live = count }
+                guard let live else { throw StoreError.notFound("member") }
+                guard live < maximumLive else {
+                    throw StoreError.conflict("this member already holds \(live) live tokens, the most allowed (\(maximumLive)); revoke one it no longer uses first")
+                }
                 let rows = try await connection.query("""
                     INSERT INTO api_tokens (ecosystem_id, id, membership_id, name, token_hash, created_at)
                     SELECT \(ecosystem), \(id), m.id, \(name), \(ByteBuffer(bytes: secret.hash)), \(nowDate)
@@ -334,6 +352,12 @@ extension Store {
             try await audit(connection, ecosystem: ecosystem, by: actor, action: "token.revoke", subject: token)
         }
         tokenCache.invalidate { $0.token == token }
+    }
+
+    /// The caller behind a token secret if this process looked it up lately (no database).
+    public func cachedCaller(_ secret: TokenSecret) -> Caller? {
+        guard secret.isWellFormed else { return nil }
+        return tokenCache.get(secret.hash).0
     }
 
     /// The caller behind a token secret, if the token is live and its membership active.

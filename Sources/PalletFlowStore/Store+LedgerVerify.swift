@@ -30,14 +30,17 @@ extension Store {
     /// (all and confirmed), that each pallet type is conserved in both books, that each
     /// bilateral account mirrors its counterpart, and that each movement balances.
     /// `ecosystem` nil checks every ecosystem.
-    public func verifyLedger(ecosystem: UUID? = nil) async throws -> LedgerVerification {
-        try await transaction { connection in
+    ///
+    /// The check reads every entry: on a large ledger it legitimately outlasts the daemon's
+    /// limit for requests (`--statement-timeout-seconds`). It runs under
+    /// `statementTimeoutSeconds` instead (the daemon's limit for expensive reads), or with
+    /// no limit when nil (the CLI).
+    public func verifyLedger(ecosystem: UUID? = nil, statementTimeoutSeconds: Double? = nil) async throws -> LedgerVerification {
+        let milliseconds = statementTimeoutSeconds.map { max(1, Int(($0 * 1000).rounded())) } ?? 0
+        return try await transaction { connection in
             // One snapshot for all checks, so concurrent writers cannot cause false alarms.
             try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-            // The check reads every entry: on a large ledger it legitimately outlasts the
-            // daemon's statement limit (`--statement-timeout-seconds`), which it lifts for
-            // this transaction only. Only the shipper and the coordinator may ask for it.
-            try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+            try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds)"), logger: logger)
             return try await verifyLedger(ecosystem: ecosystem, on: connection)
         }
     }

@@ -63,6 +63,36 @@ struct Palletflowd: AsyncParsableCommand {
     var rateLimitPerToken: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_TOKEN"] ?? "")
         ?? ServerSettings.defaultRateLimitPerToken
 
+    @Option(name: .customLong("rate-limit-per-address"),
+            help: "Attempts per second per client address, in bursts of 20 times that, at signing in, accepting an invitation and with an unknown token; beyond it 429. 0 disables (env PALLETFLOW_RATE_LIMIT_PER_ADDRESS).")
+    var rateLimitPerAddress: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_RATE_LIMIT_PER_ADDRESS"] ?? "")
+        ?? ServerSettings.defaultRateLimitPerAddress
+
+    @Option(name: .customLong("max-tokens-per-member"),
+            help: "Live API tokens a member may hold at once; issuing one more is refused until one is revoked (env PALLETFLOW_MAX_TOKENS_PER_MEMBER).")
+    var maxTokensPerMember: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_MAX_TOKENS_PER_MEMBER"] ?? "")
+        ?? ServerSettings.defaultMaxTokensPerMember
+
+    @Option(name: .customLong("heavy-reads-per-ecosystem"),
+            help: "Expensive reads (ledger check, reports, exports, EPCIS queries, indicator lists) of one ecosystem that run at once; more wait up to 10 s, then 429 (env PALLETFLOW_HEAVY_READS_PER_ECOSYSTEM).")
+    var heavyReadsPerEcosystem: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READS_PER_ECOSYSTEM"] ?? "")
+        ?? ServerSettings.defaultHeavyReadsPerEcosystem
+
+    @Option(name: .customLong("heavy-read-connections"),
+            help: "Size of the pool the expensive reads run on, apart from the requests' pool; default half of --db-connections, at least 2 (env PALLETFLOW_HEAVY_READ_CONNECTIONS).")
+    var heavyReadConnections: Int?
+
+    @Option(name: .customLong("heavy-read-timeout-seconds"),
+            help: "Longest a statement of an expensive read may run (the ledger check included); 0 for no limit (env PALLETFLOW_HEAVY_READ_TIMEOUT_SECONDS).")
+    var heavyReadTimeoutSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READ_TIMEOUT_SECONDS"] ?? "")
+        ?? ServerSettings.defaultHeavyReadTimeoutSeconds
+
+    /// The flag, else the variable, else half the request pool (at least 2).
+    var heavyReadPoolSize: Int {
+        heavyReadConnections ?? Int(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READ_CONNECTIONS"] ?? "")
+            ?? max(2, databaseConnections / 2)
+    }
+
     @Option(name: .customLong("auth-cache-seconds"),
             help: "How long an authenticated token is kept in memory (env PALLETFLOW_AUTH_CACHE_SECONDS); 0 looks every token up. Tokens revoked through this daemon stop at once; revoked elsewhere, within this time.")
     var authCacheSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_AUTH_CACHE_SECONDS"] ?? "") ?? 5
@@ -153,21 +183,23 @@ struct Palletflowd: AsyncParsableCommand {
         let maintenanceClient = DatabaseRuntime.makeDatabaseClient(
             runtime.settings.withMaximumConnections(withWorker ? 4 : 2), logger: logger)
         let maintenanceStore = Store(database: maintenanceClient, logger: logger, clock: clock)
-        // Read-heavy answers from a streaming replica, when one is given.
-        var readStore: Store?
-        var readClient: DatabaseClient?
+        // Expensive reads on a pool of their own, under their own statement limit: on a
+        // streaming replica when one is given, else on the primary. One tenant's ledger checks
+        // and reports then wait for that pool, not for the connections of everyone's writes.
+        let heavySettings: DatabaseSettings
         if let readURL = ProcessInfo.processInfo.environment["READ_DATABASE_URL"], !readURL.isEmpty {
-            let settings: DatabaseSettings
             do {
-                settings = try DatabaseSettings.url(readURL, maximumConnections: databaseConnections)
+                heavySettings = try DatabaseSettings.url(readURL, maximumConnections: heavyReadPoolSize)
             } catch let error as EmbeddedPostgresError {
                 throw ValidationError("READ_DATABASE_URL: \(error.description)")
             }
-            let replica = DatabaseRuntime.makeDatabaseClient(settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
-            readClient = replica
-            readStore = Store(database: replica, logger: logger, clock: clock)
-            logger.info("read-heavy answers from a replica", metadata: ["replica": "\(settings.displayName)"])
+            logger.info("read-heavy answers from a replica", metadata: ["replica": "\(heavySettings.displayName)"])
+        } else {
+            heavySettings = runtime.settings.withMaximumConnections(heavyReadPoolSize)
         }
+        let readClient = DatabaseRuntime.makeDatabaseClient(heavySettings.limitingStatements(toSeconds: heavyReadTimeoutSeconds),
+                                                            logger: logger)
+        let readStore = Store(database: readClient, logger: logger, clock: clock)
         let webhookRule = WebhookAddressRule.configured(flag: webhooksAllowPrivateAddresses)
         if webhookRule.allowPrivateAddresses {
             logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
@@ -175,13 +207,15 @@ struct Palletflowd: AsyncParsableCommand {
         let settings = ServerSettings(host: host, port: port, bodyLimitBytes: bodyLimitBytes,
                                       databaseConnections: databaseConnections,
                                       tls: certificatePath.flatMap { certificate in keyPath.map { (certificate, $0) } },
-                                      rateLimitPerToken: max(0, rateLimitPerToken), webhookRule: webhookRule)
+                                      rateLimitPerToken: max(0, rateLimitPerToken), webhookRule: webhookRule,
+                                      maxTokensPerMember: max(1, maxTokensPerMember), rateLimitPerAddress: max(0, rateLimitPerAddress),
+                                      heavyReadsPerEcosystem: max(1, heavyReadsPerEcosystem),
+                                      heavyReadTimeoutSeconds: max(0, heavyReadTimeoutSeconds))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host
         let port = port
-        var services: [any Service] = [client, maintenanceClient]
-        if let readClient { services.append(readClient) }
+        var services: [any Service] = [client, maintenanceClient, readClient]
         if withWorker {
             services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule))
         }

@@ -101,4 +101,37 @@ struct BackupTests {
             #expect(report.verification.holds)
         }
     }
+
+    @Test("restore refuses a row of another ecosystem than the header's, or an organisation no member names: nothing restored")
+    func foreignRowsRefused() async throws {
+        let lines = Mutex<[String]>([])
+        let (ecosystem, foreign) = try await withFreshStore { store in
+            let fixture = try await Fixture.make(store)
+            _ = try await store.backup(ecosystem: fixture.ecosystem) { line in lines.withLock { $0.append(line) } }
+            return (fixture.ecosystem, fixture.foreignEcosystem)
+        }
+        let original = lines.withLock { $0 }
+        // A site slipped in for the other ecosystem: the file claims rows it does not own.
+        let siteLine = try #require(original.firstIndex { $0.contains("\"table\":\"sites\"") })
+        var smuggled = original
+        smuggled[siteLine] = smuggled[siteLine].replacingOccurrences(of: ecosystem.uuidString.lowercased(),
+                                                                     with: foreign.uuidString.lowercased())
+        // An organisation that none of the ecosystem's memberships names.
+        var stray = original
+        stray.append(#"{"table":"organisations","row":{"id":"00000000-0000-4000-8000-0000000000aa","name":"Someone else","pgln":null,"created_at":"2026-01-01T00:00:00+00:00"}}"#)
+        let (bad, orphan) = (smuggled, stray)
+        try await withFreshStore { store in
+            for file in [bad, orphan] {
+                do {
+                    _ = try await store.restore(lines: file)
+                    Issue.record("a backup holding another ecosystem's rows was restored")
+                } catch let error as BackupError {
+                    guard case .foreignRow = error else { Issue.record("\(error)"); continue }
+                    #expect(error.description.contains("nothing was restored"))
+                }
+                #expect(try await store.ecosystem(ecosystem) == nil)
+            }
+            #expect(try await store.restore(lines: original).verification.holds)
+        }
+    }
 }

@@ -41,7 +41,7 @@ struct RateLimitTests {
 
     @Test("the bucket refills at the configured rate and 0 disables the limit")
     func bucketArithmetic() {
-        let limiter = RateLimiter(perSecond: 10)
+        let limiter = RateLimiter<UUID>(perSecond: 10)
         let key = UUID()
         let start: UInt64 = 1_000_000_000
         for _ in 0..<20 { #expect(limiter.acquire(key, now: start) == nil) }
@@ -54,7 +54,7 @@ struct RateLimitTests {
         // Another key has its own bucket.
         #expect(limiter.acquire(UUID(), now: start) == nil)
 
-        let off = RateLimiter(perSecond: 0)
+        let off = RateLimiter<UUID>(perSecond: 0)
         for _ in 0..<10_000 { #expect(off.acquire(key, now: start) == nil) }
     }
 }

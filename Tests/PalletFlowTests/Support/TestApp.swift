@@ -134,15 +134,15 @@ struct API: Sendable {
 }
 
 /// Runs `body` against a fresh database, its fixture and the router.
+/// `configure` changes the daemon's settings from its defaults (with a 1 MiB body limit).
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
-             webhookRule: WebhookAddressRule = .init(),
+             webhookRule: WebhookAddressRule = .init(), configure: @Sendable (inout ServerSettings) -> Void = { _ in },
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
     try await withFreshStore { store in
         let fixture = try await Fixture.make(store)
-        let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes,
-                                                                             rateLimitPerToken: rateLimitPerToken,
-                                                                             webhookRule: webhookRule),
-                                     logger: TestDatabase.logger)
+        var settings = ServerSettings(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken, webhookRule: webhookRule)
+        configure(&settings)
+        let router = try buildRouter(store: store, settings: settings, logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in
             try await body(API(client: client), fixture, store)

@@ -37,7 +37,8 @@ actor TestDatabase {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("palletflow-tests-\(getpid())").path
         try? FileManager.default.removeItem(atPath: directory)
-        let cluster = try EmbeddedPostgres(dataDirectory: directory, logger: Self.logger)
+        // Tests run in parallel, each with a pool of its own: room for all of them at once.
+        let cluster = try EmbeddedPostgres(dataDirectory: directory, logger: Self.logger, maximumConnections: 500)
         try cluster.start()
         clusterToStopAtExit = cluster
         atexit {

@@ -256,6 +256,17 @@ def main():
               "a carrier cannot open another carrier's page")
         driver.get(daemon.base + "/app")
         check(driver.current_url.endswith("/app/me"), "the overview sends a carrier to its own page")
+        # A plenary session it takes part in: its own section, no other partner named.
+        names = {m["id"]: m["name"] for m in members.values()}
+        plenary = [s for s in sessions if carrier_id in s["participantIds"]]
+        if plenary:
+            others = [names[p] for p in plenary[-1]["participantIds"]
+                      if p != carrier_id and members.get(names.get(p, ""), {}).get("role") not in ("shipper", "coordinator")]
+            visit(driver, daemon, f"/app/sessions/{plenary[-1]['id']}", "15-session-carrier")
+            check(carrier_name in driver.page_source, "the carrier's session page shows its own section")
+            leaked = [name for name in others if name in driver.page_source]
+            check(not leaked, f"the carrier's session page names no other participant ({leaked})")
+            check("The ecosystem this period" in driver.page_source, "the carrier's session page shows the ecosystem's anonymous figures")
         # A form on another origin posting into the dashboard: SameSite=Strict keeps the
         # session cookie home and the form token is missing, so nothing happens.
         pending = [m for m in daemon.api(shipper_token, "/movements?status=declared")["items"]

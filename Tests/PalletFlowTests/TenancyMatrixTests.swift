@@ -141,6 +141,10 @@ struct Probe: Sendable {
 /// (README, docs/*.md, the contract's summaries, DOMAIN.md), never read from the program.
 @Suite("Tenancy and role matrix")
 struct TenancyMatrixTests {
+    /// Each test's requests are sent one after the other: a small pool, so that the suite's
+    /// other tests, running at the same time, keep the cluster's connections.
+    static let connections = 4
+
     /// Operations that need no token. Each is called without one and must answer 2xx;
     /// acceptInvitation's code is single-use, and a used code answers like an unknown one.
     static let publicOperations: Set<String> = [
@@ -425,7 +429,7 @@ struct TenancyMatrixTests {
 
     @Test("every operation x every role x own, another partner's and another ecosystem's ids: the outcome the table says")
     func matrix() async throws {
-        try await withAPI(rateLimitPerToken: 0) { api, _, store in
+        try await withAPI(rateLimitPerToken: 0, maximumConnections: Self.connections) { api, _, store in
             let world = try await MatrixWorld.make(api: api, store: store)
             var failures: [String] = []
             var cases = 0
@@ -484,7 +488,7 @@ struct TenancyMatrixTests {
     /// party must answer like an unknown one; this test then passes and its known issue goes.
     @Test("FINDING: a carrier naming a carrier it cannot see is answered unlike naming an unknown party")
     func unseenCarrierIsNamedLikeAMember() async throws {
-        try await withAPI(rateLimitPerToken: 0) { api, fixture, _ in
+        try await withAPI(rateLimitPerToken: 0, maximumConnections: Self.connections) { api, fixture, _ in
             func hand(to party: UUID, _ key: String) async throws -> TestResponse {
                 try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
                     "kind": "transfer", "eventTime": hoursAgo(1), "from": ["partyId": fixture.carrier.id.lower],
@@ -502,7 +506,7 @@ struct TenancyMatrixTests {
 
     @Test("public operations answer without a token; a used invitation code answers like an unknown one")
     func publicOperationsAnswer() async throws {
-        try await withAPI(rateLimitPerToken: 0) { api, fixture, store in
+        try await withAPI(rateLimitPerToken: 0, maximumConnections: Self.connections) { api, fixture, store in
             for (path, name) in [("/healthz", "getHealth"), ("/readyz", "getReadiness"), ("/metrics", "getMetrics"),
                                  ("/openapi.yaml", "getOpenAPIDocument")] {
                 #expect(Self.publicOperations.contains(name))

@@ -135,9 +135,9 @@ struct API: Sendable {
 
 /// Runs `body` against a fresh database, its fixture and the router.
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
-             webhookRule: WebhookAddressRule = .init(),
+             webhookRule: WebhookAddressRule = .init(), maximumConnections: Int = 40,
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
-    try await withFreshStore { store in
+    try await withFreshStore(maximumConnections: maximumConnections) { store in
         let fixture = try await Fixture.make(store)
         let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes,
                                                                              rateLimitPerToken: rateLimitPerToken,

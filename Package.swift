@@ -156,6 +156,7 @@ let package = Package(
             name: "PalletFlowTests",
             dependencies: [
                 "PalletFlowAPI",
+                "PalletFlowContract",
                 "PalletFlowStore",
                 "PalletFlowWorker",
                 "PalletFlowCore",

@@ -276,8 +276,13 @@ extension APIImplementation {
     func updateSessionAction(_ input: Operations.UpdateSessionAction.Input) async throws -> Operations.UpdateSessionAction.Output {
         let caller = try caller(in: input.path.ecosystemId)
         let session = try await visibleSession(caller, input.path.sessionId)
+        // A partner sees its own actions and the shipper's and coordinator's, never another
+        // partner's (the report leaves them out): those answer like an action that does not exist.
+        let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
         guard let id = UUID(parsing: input.path.actionId),
-              let action = try await store.actions(ecosystem: caller.ecosystem, session: session.id).first(where: { $0.id == id })
+              let action = try await store.actions(ecosystem: caller.ecosystem, session: session.id).first(where: { $0.id == id }),
+              caller.role.readsWholeEcosystem || action.owner == caller.membership
+                || directory.members[action.owner]?.role.readsWholeEcosystem == true
         else { throw Problem.notFound("action") }
         guard caller.role == .coordinator || caller.role == .shipper || action.owner == caller.membership else {
             throw Problem.forbidden("The coordinator, the shipper or the action's owner updates it.")

@@ -86,9 +86,11 @@ extension APIImplementation {
 
     func getJob(_ input: Operations.GetJob.Input) async throws -> Operations.GetJob.Output {
         let caller = try caller(in: input.path.ecosystemId)
+        // The role first: a partner reads no job, and is answered alike whether the id is
+        // one of the ecosystem's jobs or not.
+        try requireReader(caller, "Job status")
         guard let id = UUID(parsing: input.path.jobId), let job = try await store.job(ecosystem: caller.ecosystem, publicID: id)
         else { throw Problem.notFound("job") }
-        try requireReader(caller, "Job status")
         return .ok(.init(body: .json(.init(job))))
     }
 

@@ -33,11 +33,19 @@ extension APIImplementation {
         let caller = try caller(in: input.path.ecosystemId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
         let (directory, ecosystem) = try await directoryCache.get(caller.ecosystem, store: store)
+        // Before anything is read of the issuer: a partner issues only as the party that owes,
+        // and naming any other issuer is answered alike, whether that member exists or not.
+        guard caller.role == .shipper || directory.member(body.issuerId)?.id == caller.membership else {
+            throw Problem.forbidden("A pallet note is issued by the party that owes the pallets (or by the shipper for it).")
+        }
         var check = Validator()
         let issuer = directory.member(body.issuerId)
         let holder = directory.member(body.holderId)
         if issuer == nil { check.add("issuerId", "is not a member of this ecosystem") }
         if holder == nil { check.add("holderId", "is not a member of this ecosystem") }
+        // A note is a debt in pallets between two parties that hold them.
+        if let issuer, !issuer.role.holdsPallets { check.add("issuerId", "is a \(issuer.role.rawValue) and owes no pallets") }
+        if let holder, !holder.role.holdsPallets { check.add("holderId", "is a \(holder.role.rawValue) and is owed no pallets") }
         if let issuer, let holder, issuer.id == holder.id { check.add("holderId", "must differ from the issuer") }
         let type = directory.palletType(body.palletType)
         if type == nil { check.add("palletType", "is not a pallet type id or code of this ecosystem") }
@@ -54,9 +62,6 @@ extension APIImplementation {
         }
         if let serial = body.serial { check.check(!serial.isEmpty && serial.unicodeScalars.count <= 100, "serial", "must be 1 to 100 characters") }
         try check.throwIfInvalid()
-        guard caller.role == .shipper || issuer!.id == caller.membership else {
-            throw Problem.forbidden("A pallet note is issued by the party that owes the pallets (or by the shipper for it).")
-        }
         let note = try await store.issueNote(
             ecosystem: caller.ecosystem,
             terms: PalletNoteTerms(issuer: issuer!.id, holder: holder!.id, palletType: type!.id,

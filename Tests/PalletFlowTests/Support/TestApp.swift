@@ -136,9 +136,10 @@ struct API: Sendable {
 /// Runs `body` against a fresh database, its fixture and the router.
 /// `configure` changes the daemon's settings from its defaults (with a 1 MiB body limit).
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
-             webhookRule: WebhookAddressRule = .init(), configure: @Sendable (inout ServerSettings) -> Void = { _ in },
+             webhookRule: WebhookAddressRule = .init(), maximumConnections: Int = 40,
+             configure: @Sendable (inout ServerSettings) -> Void = { _ in },
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
-    try await withFreshStore { store in
+    try await withFreshStore(maximumConnections: maximumConnections) { store in
         let fixture = try await Fixture.make(store)
         var settings = ServerSettings(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken, webhookRule: webhookRule)
         configure(&settings)

@@ -57,13 +57,14 @@ actor TestDatabase {
         return cluster
     }
 
-    /// A new database holding the migrated schema and nothing else.
-    func freshDatabase() async throws -> DatabaseSettings {
+    /// A new database holding the migrated schema and nothing else. The cluster takes 200
+    /// connections for every test running at once: a test that needs few asks for few.
+    func freshDatabase(maximumConnections: Int = 40) async throws -> DatabaseSettings {
         let cluster = try await start()
         counter += 1
         let name = "test_\(counter)"
         try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: Self.template, logger: Self.logger)
-        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: 40)
+        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: maximumConnections)
     }
 
     /// A fresh migrated database and a DATABASE_URL reaching it through the cluster's Unix
@@ -128,9 +129,9 @@ enum TestClock {
 }
 
 /// Runs `body` with a store on a fresh database whose client is running.
-func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock,
+func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock, maximumConnections: Int = 40,
                                       _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
-    let settings = try await TestDatabase.shared.freshDatabase()
+    let settings = try await TestDatabase.shared.freshDatabase(maximumConnections: maximumConnections)
     let runtime = DatabaseRuntime(settings: settings, cluster: nil)
     return try await runtime.withClient(logger: TestDatabase.logger) { client in
         // A longer lease deadline than the daemon's 2 s: the tests run in parallel beside

@@ -213,7 +213,8 @@ extension APIImplementation {
         }
         let (directory, ecosystem) = try await directoryCache.get(caller.ecosystem, store: store)
         let declarer = try declaringMember(caller, directory)
-        let (parsed, errors) = MovementCSV.parse(text, directory: directory)
+        // Parties the declarer may not know of read as unknown ones.
+        let (parsed, errors) = MovementCSV.parse(text, directory: directory.seen(by: declarer))
         guard let parsed else { throw Problem.validation(errors) }
         try checkBatchSize(parsed.declarations.reduce(0) { $0 + $1.lines.count }, movements: parsed.declarations.count)
         var check = Validator()

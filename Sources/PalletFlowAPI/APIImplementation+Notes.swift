@@ -32,7 +32,9 @@ extension APIImplementation {
     func issuePalletNote(_ input: Operations.IssuePalletNote.Input) async throws -> Operations.IssuePalletNote.Output {
         let caller = try caller(in: input.path.ecosystemId)
         guard case .json(let body) = input.body else { throw Problem.badRequest("Expected application/json.") }
-        let (directory, ecosystem) = try await directoryCache.get(caller.ecosystem, store: store)
+        let (full, ecosystem) = try await directoryCache.get(caller.ecosystem, store: store)
+        // Members the caller may not know of read as unknown ones.
+        let directory = full.members[caller.membership].map { full.seen(by: $0) } ?? full
         // Before anything is read of the issuer: a partner issues only as the party that owes,
         // and naming any other issuer is answered alike, whether that member exists or not.
         guard caller.role == .shipper || directory.member(body.issuerId)?.id == caller.membership else {
@@ -107,7 +109,8 @@ extension APIImplementation {
         guard note.holder == caller.membership else {
             throw Problem.forbidden("Only the note's holder hands it on.")
         }
-        let (directory, _) = try await directoryCache.get(caller.ecosystem, store: store)
+        let (full, _) = try await directoryCache.get(caller.ecosystem, store: store)
+        let directory = full.members[caller.membership].map { full.seen(by: $0) } ?? full
         guard let holder = directory.member(body.holderId), holder.active, holder.role.holdsPallets else {
             throw Problem.validation([FieldError("holderId", "is not an active member of this ecosystem")])
         }

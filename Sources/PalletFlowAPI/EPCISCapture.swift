@@ -65,8 +65,10 @@ struct EPCISCapture {
     func run(_ reading: EPCISReading, behaviour: CaptureBehaviour) async throws -> EPCISCaptureJob {
         let createdAt = api.store.now
         let (directory, ecosystem) = try await api.directoryCache.get(caller.ecosystem, store: api.store)
-        let pallets = PalletDirectory(directory)
         guard let declarer = directory.members[caller.membership] else { throw Problem.invalidToken }
+        // Parties the capturer may not know of read as unknown ones (a carrier never learns
+        // which other carriers serve the shipper).
+        let pallets = PalletDirectory(directory.seen(by: declarer))
         let single = reading.single
         func base(_ index: Int) -> String { single ? "" : "epcisBody.eventList[\(index)]" }
 

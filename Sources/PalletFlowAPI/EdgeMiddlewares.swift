@@ -265,7 +265,7 @@ struct BodyBufferMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Resolves `Authorization: Bearer` to the caller. A missing header leaves the caller
 /// empty (public operations still work); a bad token is refused at once, and counted
-/// against its client address (`AddressLimiter`): over the limit, no more look-ups.
+/// against its client address (`AddressLimiter`). A valid token is never held back.
 struct AuthMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
     let store: Store
     let failures: AddressLimiter
@@ -279,12 +279,10 @@ struct AuthMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
             throw Problem(.unauthorized, "unauthenticated", "Authentication required",
                           detail: "Use the Bearer scheme: `Authorization: Bearer <token>`.")
         }
-        let address = clientAddress(context)
         let secret = TokenSecret(text: String(parts[1]).trimmingCharacters(in: .whitespaces))
-        // An address over its limit costs no more look-ups, except for a token known good.
-        if store.cachedCaller(secret) == nil { try failures.refuseIfExhausted(address) }
         guard let caller = try await store.authenticate(secret) else {
-            try failures.attempt(address)
+            // Guessing tokens is slow: past its address's budget, 429 instead of 401.
+            try failures.attempt(clientAddress(context))
             throw Problem.invalidToken
         }
         var context = context

@@ -52,18 +52,6 @@ public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
             return wait
         }
     }
-
-    /// Whether `key`'s bucket is empty now, without taking from it: the seconds to wait, or
-    /// nil when a request would be allowed.
-    public func exhausted(_ key: Key, now: UInt64 = DispatchTime.now().uptimeNanoseconds) -> Double? {
-        guard enabled else { return nil }
-        return buckets.withLock { buckets in
-            guard let bucket = buckets[key] else { return nil }
-            let elapsed = Double(now &- bucket.updated) / 1_000_000_000
-            let tokens = min(burst, bucket.tokens + max(0, elapsed) * perSecond)
-            return tokens >= 1 ? nil : (1 - tokens) / perSecond
-        }
-    }
 }
 
 /// Refuses a caller's requests beyond its token's rate with 429 problem+json and
@@ -91,8 +79,7 @@ struct RateLimitMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// What is reached without a token (signing in to the dashboard, accepting an invitation)
 /// and requests whose token is unknown are limited per client address: guessing codes or
-/// tokens is slow, and an unknown token costs a database look-up only until its address is
-/// over the limit. Behind a reverse proxy every client has the proxy's address, so the
+/// tokens is slow. Behind a reverse proxy every client has the proxy's address, so the
 /// limit applies to them together (`--rate-limit-per-address`).
 public final class AddressLimiter: Sendable {
     let limiter: RateLimiter<String>
@@ -105,11 +92,6 @@ public final class AddressLimiter: Sendable {
     /// Takes one attempt from `address`; throws 429 when it has none left.
     func attempt(_ address: String) throws {
         if let wait = limiter.acquire(address) { throw Self.tooMany(address: address, wait: wait, limiter: limiter) }
-    }
-
-    /// Throws 429 while `address` has no attempt left, without taking one.
-    func refuseIfExhausted(_ address: String) throws {
-        if let wait = limiter.exhausted(address) { throw Self.tooMany(address: address, wait: wait, limiter: limiter) }
     }
 
     static func tooMany(address: String, wait: Double, limiter: RateLimiter<String>) -> Problem {

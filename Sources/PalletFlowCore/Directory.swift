@@ -84,4 +84,21 @@ public struct Directory: Sendable {
         if let id = UUID(parsing: reference) { return sites[id] }
         return sites.values.first { $0.sgln == reference }
     }
+
+    /// Whether `viewer` may know that `member` belongs to the ecosystem (a carrier never
+    /// learns which other carriers serve the shipper: `Role.mayListInDirectory`).
+    public func sees(_ member: Member, from viewer: Member) -> Bool {
+        viewer.role.mayListInDirectory(member.role, isSelf: member.id == viewer.id)
+    }
+
+    /// The directory as `viewer` may know it: the members it may not see, and their sites,
+    /// are left out, so that naming one answers exactly as naming an unknown party.
+    public func seen(by viewer: Member) -> Directory {
+        let hidden = Set(members.values.filter { !sees($0, from: viewer) }.map(\.id))
+        guard !hidden.isEmpty else { return self }
+        var view = self
+        view.members = members.filter { !hidden.contains($0.key) }
+        view.sites = sites.filter { !hidden.contains($0.value.owner) }
+        return view
+    }
 }

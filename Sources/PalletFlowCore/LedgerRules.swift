@@ -44,7 +44,8 @@ public enum LedgerRules {
 
         func checkSide(_ side: PartyAtSite?, _ name: String) -> Member? {
             guard let side else { return nil }
-            guard let member = directory.members[side.party] else {
+            // A member the declarer may not know of is refused exactly like an unknown one.
+            guard let member = directory.members[side.party], directory.sees(member, from: declarer) else {
                 check.add(path("\(name).party"), "is not a member of this ecosystem")
                 return nil
             }

@@ -354,12 +354,6 @@ extension Store {
         tokenCache.invalidate { $0.token == token }
     }
 
-    /// The caller behind a token secret if this process looked it up lately (no database).
-    public func cachedCaller(_ secret: TokenSecret) -> Caller? {
-        guard secret.isWellFormed else { return nil }
-        return tokenCache.get(secret.hash).0
-    }
-
     /// The caller behind a token secret, if the token is live and its membership active.
     /// Served from `tokenCache` when the token was looked up less than its lifetime ago.
     public func authenticate(_ secret: TokenSecret) async throws -> Caller? {

@@ -209,10 +209,8 @@ struct TenancyMatrixTests {
                                 coordinator: [.ok, .shown, .notFound]),
         // Own: a movement the caller takes part in; another partner's: Carrier Two to Warehouse
         // Two. The shipper declares for anyone; a partner only what it takes part in.
-        // FINDING (not fixed, a product decision): a party named in a declaration (or a note's
-        // holder, or an EPCIS event's PGLN) is looked up in the whole directory, so a carrier
-        // tells a carrier it cannot see from an unknown id or PGLN by the answer
-        // (`unseenCarrierIsNamedLikeAMember` below).
+        // A carrier naming a carrier it cannot see is answered like naming an unknown party
+        // (`unseenCarrierIsNamedLikeAnUnknownParty` below).
         "declareMovement": .roles(shipper: [.ok, .ok, .likeUnknown], partners: [.ok, .refused, .likeUnknown],
                                   coordinator: [.forbidden, .forbidden, .likeUnknown]),
         "declareMovementBatch": .roles(shipper: [.ok, .ok, .likeUnknown], partners: [.ok, .refused, .likeUnknown],
@@ -478,29 +476,47 @@ struct TenancyMatrixTests {
         }
     }
 
-    /// FINDING, kept as a known issue until the product decides: carriers never see each
-    /// other in the directory (README: "Carriers do not see other carriers"), yet a carrier
-    /// that names another carrier's id as a movement's party, or as a pallet note's new
-    /// holder, is answered unlike a carrier naming an unknown id (201 against 422 "is not a
-    /// member of this ecosystem"); the same holds for a PGLN, which is public and short, so
-    /// a carrier can learn which competitors serve the shipper. Either a carrier may deal with
-    /// carriers it cannot see (then the directory rule is only a listing rule), or such a
-    /// party must answer like an unknown one; this test then passes and its known issue goes.
-    @Test("FINDING: a carrier naming a carrier it cannot see is answered unlike naming an unknown party")
-    func unseenCarrierIsNamedLikeAMember() async throws {
-        try await withAPI(rateLimitPerToken: 0, maximumConnections: Self.connections) { api, fixture, _ in
-            func hand(to party: UUID, _ key: String) async throws -> TestResponse {
+    /// Carriers never see each other in the directory; naming another carrier, by id or by its
+    /// (public, short) PGLN, as a movement's party, in a CSV row, as a pallet note's holder or
+    /// new holder, is answered exactly like naming an unknown party, so no carrier learns which
+    /// competitors serve the shipper. (The shipper declares between two carriers if need be.)
+    @Test("a carrier naming a carrier it cannot see is answered exactly like naming an unknown party")
+    func unseenCarrierIsNamedLikeAnUnknownParty() async throws {
+        try await withAPI(rateLimitPerToken: 0, maximumConnections: Self.connections) { api, fixture, store in
+            func hand(to party: String, _ key: String) async throws -> TestResponse {
                 try await api.post("\(fixture.base)/movements", token: fixture.carrier.token, json: [
                     "kind": "transfer", "eventTime": hoursAgo(1), "from": ["partyId": fixture.carrier.id.lower],
-                    "to": ["partyId": party.lower], "lines": [["palletType": "EPAL1", "quantity": 1]],
+                    "to": ["partyId": party], "lines": [["palletType": "EPAL1", "quantity": 1]],
                 ], key: key)
             }
-            let unseen = try await hand(to: fixture.otherCarrier.id, "unseen")
-            let unknown = try await hand(to: UUID(), "unknown")
+            let unseen = try await hand(to: fixture.otherCarrier.id.lower, "unseen")
+            let unknown = try await hand(to: UUID().uuidString.lowercased(), "unknown")
             #expect(unknown.status == .unprocessableContent)
-            withKnownIssue("a carrier's declaration to a carrier it cannot see is accepted; to an unknown id it is refused") {
-                #expect(indistinguishable(unseen, unknown), "\(unseen.status) \(unseen.text) vs \(unknown.text)")
+            #expect(indistinguishable(unseen, unknown), "\(unseen.status) \(unseen.text) vs \(unknown.text)")
+            // In a CSV row, by member id.
+            func csv(_ party: String, _ key: String) async throws -> TestResponse {
+                try await api.request(.post, "\(fixture.base)/movements/import", token: fixture.carrier.token,
+                                      body: MovementCSV.columns.joined(separator: ",") + "\n"
+                                          + (["", "transfer", hoursAgo(1), fixture.carrier.id.lower, "", party, "", "EPAL1", "A", "1", "0"]
+                                             + Array(repeating: "", count: MovementCSV.columns.count - 11)).joined(separator: ",") + "\n",
+                                      contentType: "text/csv", headers: ["Idempotency-Key": key])
             }
+            let unseenRow = try await csv(fixture.otherCarrier.id.lower, "c1")
+            let unknownRow = try await csv(UUID().uuidString.lowercased(), "c2")
+            #expect(unknownRow.status == .unprocessableContent, "\(unknownRow.text)")
+            #expect(unseenRow.status == unknownRow.status && unseenRow.fieldErrors == unknownRow.fieldErrors,
+                    "\(unseenRow.text) vs \(unknownRow.text)")
+            // As a pallet note's holder.
+            func note(holder: String) async throws -> TestResponse {
+                try await api.post("\(fixture.base)/pallet-notes", token: fixture.carrier.token, json: [
+                    "issuerId": fixture.carrier.id.lower, "holderId": holder, "palletType": "EPAL1", "quantity": 1,
+                    "issueDate": TestClock.date(0)])
+            }
+            let unseenHolder = try await note(holder: fixture.otherCarrier.id.lower)
+            let unknownHolder = try await note(holder: UUID().uuidString.lowercased())
+            #expect(unknownHolder.status == .unprocessableContent)
+            #expect(indistinguishable(unseenHolder, unknownHolder), "\(unseenHolder.text) vs \(unknownHolder.text)")
+            #expect(try await store.movements(ecosystem: fixture.ecosystem, MovementFilter()).isEmpty)
         }
     }
 

@@ -260,7 +260,8 @@ extension Store {
             try await connection.query(PostgresQuery(unsafeSQL: """
                 DELETE FROM epcis_events WHERE (ecosystem_id, movement_id) IN (SELECT ecosystem_id, id FROM "\(movements)")
                 """), logger: logger)
-            try await connection.query("ALTER TABLE epcis_events ENABLE TRIGGER epcis_events_append_only", logger: logger)
+            // ALWAYS, as sql/0020 made it: it fires whatever session_replication_role says.
+            try await connection.query("ALTER TABLE epcis_events ENABLE ALWAYS TRIGGER epcis_events_append_only", logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE movements DETACH PARTITION \"\(movements)\""),
                                        logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \"\(movements)\""), logger: logger)

@@ -65,7 +65,7 @@ struct PalletflowWorker: AsyncParsableCommand {
             logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
         }
         let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds),
-                                   webhookRule: webhookRule)
+                                   webhookRule: webhookRule, roleCheck: true)
         let group = ServiceGroup(
             configuration: .init(
                 services: [

@@ -133,11 +133,21 @@ struct API: Sendable {
     }
 }
 
-/// Runs `body` against a fresh database, its fixture and the router.
+/// Runs `body` against a fresh database, its fixture and the router, all connected as the
+/// application role, as the daemon is.
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
              webhookRule: WebhookAddressRule = .init(),
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
-    try await withFreshStore { store in
+    try await withAPIAndOwner(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken) { api, fixture, store, _ in
+        try await body(api, fixture, store)
+    }
+}
+
+/// The same, with a store connected as the tables' owner beside it, for what only the owner
+/// may try.
+func withAPIAndOwner(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+                     _ body: @escaping @Sendable (API, Fixture, Store, _ owner: Store) async throws -> Void) async throws {
+    try await withFreshStores { store, owner in
         let fixture = try await Fixture.make(store)
         let router = try buildRouter(store: store, settings: ServerSettings(bodyLimitBytes: bodyLimitBytes,
                                                                              rateLimitPerToken: rateLimitPerToken,
@@ -145,7 +155,7 @@ func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = Server
                                      logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in
-            try await body(API(client: client), fixture, store)
+            try await body(API(client: client), fixture, store, owner)
         }
     }
 }

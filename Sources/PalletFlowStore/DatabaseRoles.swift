@@ -70,7 +70,7 @@ public enum DatabaseRoles {
                         on connection: PostgresConnection, logger: Logger) async throws {
         var statement = ""
         for try await text in try await connection.query(
-            "SELECT format(\(template), \(name), \(literal))", logger: logger).decode(String.self) { statement = text }
+            "SELECT format(\(template)::text, \(name)::text, \(literal)::text)", logger: logger).decode(String.self) { statement = text }
         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
     }
 
@@ -115,13 +115,21 @@ public enum DatabaseRoles {
                     try await setUp(applicationRole: name, password: password, on: connection, logger: logger)
                 })
             } catch let error as PostgresTransactionError {
-                result = .failure(error.closureError ?? error.beginError ?? error.commitError ?? error)
+                result = .failure(explained(error.closureError ?? error.beginError ?? error.commitError ?? error))
             } catch {
                 result = .failure(error)
             }
             _ = try? await connection.query("SELECT pg_advisory_unlock(\(Migrator.advisoryLockKey))", logger: logger)
             return try result.get()
         }
+    }
+
+    /// apply_app_privileges' refusals (a role that owns the tables) come out as what they say.
+    static func explained(_ error: any Error) -> any Error {
+        if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "P0001", let message = error.serverInfo?[.message] {
+            return DatabaseRoleError(message)
+        }
+        return error
     }
 
     static func setUp(applicationRole name: String, password: String?, on connection: PostgresConnection,

@@ -54,7 +54,7 @@ public struct DatabaseRuntime: Sendable {
     /// Creates the embedded cluster's application role if it is missing (a new cluster, or
     /// one made by a release before sql/0020). Its privileges come from the migrator.
     public static func ensureApplicationRole(_ cluster: EmbeddedPostgres, logger: Logger) async throws {
-        try await withAdminConnection(cluster, logger: logger) { connection in
+        _ = try await withAdminConnection(cluster, logger: logger) { connection in
             try await DatabaseRoles.createApplicationRole(cluster.applicationRole, on: connection, logger: logger)
         }
     }

@@ -76,7 +76,14 @@ public struct Migrator: Sendable {
     public func migrate(_ client: DatabaseClient, logger: Logger, applicationRole: String? = nil) async throws -> [Int] {
         try await client.withConnection { connection in
             guard try await Self.ownsSchema(connection, logger: logger) else {
-                let applied = try await appliedVersions(connection, logger: logger, create: false)
+                let applied: [Int: String]
+                do {
+                    applied = try await appliedVersions(connection, logger: logger, create: false)
+                } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
+                    // Not even granted the list of migrations: sql/0020 is not applied yet.
+                    throw MigrationError.notOwner(role: try await Self.currentRole(connection, logger: logger),
+                                                  missing: migrations.filter { $0.version >= 20 }.map(\.version))
+                }
                 try validate(applied)
                 let missing = migrations.filter { applied[$0.version] == nil }.map(\.version)
                 if missing.isEmpty { return [] }

@@ -73,7 +73,9 @@ extension Store {
         return 0
     }
 
-    /// The monthly partitions, oldest first, with their size and open movements.
+    /// The monthly partitions, oldest first, with their size and open movements. Read from the
+    /// partitions themselves: the owner only (`archive --list`); the application role has no
+    /// privilege on a partition.
     public func ledgerPartitions() async throws -> [LedgerPartition] {
         var months: [String] = []
         for try await name in try await client.query("""

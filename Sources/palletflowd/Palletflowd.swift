@@ -18,7 +18,10 @@ struct Palletflowd: AsyncParsableCommand {
         abstract: "The PalletFlow HTTP daemon.",
         discussion: """
             Without DATABASE_URL, palletflowd runs its own PostgreSQL cluster under the data directory \
-            (created on first run, stopped on exit). With DATABASE_URL it uses that server.
+            (created on first run, stopped on exit) and connects as its application role. With \
+            DATABASE_URL it uses that server, as that URL's role: the application role made by \
+            `palletflow database roles`, which cannot rewrite history (migrations are then applied \
+            with `palletflow migrate` and the owner's URL).
             """)
 
     @Option(help: "Address to listen on (env PALLETFLOW_HOST). Loopback unless you say otherwise.")
@@ -219,7 +222,7 @@ struct Palletflowd: AsyncParsableCommand {
 func migrateAsOwner(_ runtime: DatabaseRuntime, logger: Logger) async throws {
     let owner = DatabaseRuntime(settings: runtime.ownerSettings.withMaximumConnections(1), cluster: nil)
     do {
-        try await owner.withClient(logger: logger) { client in
+        _ = try await owner.withClient(logger: logger) { client in
             try await Migrator().migrate(client, logger: logger, applicationRole: runtime.applicationRole)
         }
     } catch let error as MigrationError where error.needsOwner {

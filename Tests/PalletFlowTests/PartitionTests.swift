@@ -151,11 +151,11 @@ struct PartitionTests {
 
             // The declared movement stops the run before anything leaves the database.
             let before = try await balances(store, fixture.ecosystem)
-            let partitions = try await store.ledgerPartitions().count
+            let partitions = try await owner.ledgerPartitions().count
             await #expect(throws: ArchiveError.self) {
                 try await owner.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             }
-            #expect(try await store.ledgerPartitions().count == partitions)
+            #expect(try await owner.ledgerPartitions().count == partitions)
             #expect(try await store.archiveHorizon(ecosystem: fixture.ecosystem) == nil)
             // Too recent a cutoff is refused too.
             await #expect(throws: ArchiveError.self) {
@@ -193,7 +193,7 @@ struct PartitionTests {
             #expect(verification.holds)
             #expect(verification.movements == 1)
             // The two archived months' partitions are gone, no other.
-            #expect(try await store.ledgerPartitions().count == partitions - 2)
+            #expect(try await owner.ledgerPartitions().count == partitions - 2)
 
             // What the carrier owes the shipper: 30 received, 20 and 8 given back before the
             // horizon (opening 2), 5 given back since (closing -3: the shipper owes it 3).

@@ -124,6 +124,12 @@ public enum DatabaseRoles {
         }
     }
 
+    /// The server's message when `error` is a refusal for lack of privilege (SQLSTATE 42501).
+    public static func permissionDenied(_ error: any Error) -> String? {
+        guard let error = error as? PSQLError, error.serverInfo?[.sqlState] == "42501" else { return nil }
+        return error.serverInfo?[.message] ?? "permission denied"
+    }
+
     /// apply_app_privileges' refusals (a role that owns the tables) come out as what they say.
     static func explained(_ error: any Error) -> any Error {
         if let error = error as? PSQLError, error.serverInfo?[.sqlState] == "P0001", let message = error.serverInfo?[.message] {

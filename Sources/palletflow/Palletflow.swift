@@ -53,9 +53,20 @@ struct DatabaseOptions: ParsableArguments {
         }
         defer { runtime.close() }
         let applicationRole = runtime.applicationRole
-        return try await runtime.asOwner.withClient(logger: logger) { client in
-            let applied = migrate ? try await Migrator().migrate(client, logger: logger, applicationRole: applicationRole) : []
-            return try await body(Store(client: client, logger: logger, clock: clock), applied)
+        do {
+            return try await runtime.asOwner.withClient(logger: logger) { client in
+                let applied = migrate ? try await Migrator().migrate(client, logger: logger, applicationRole: applicationRole) : []
+                return try await body(Store(client: client, logger: logger, clock: clock), applied)
+            }
+        } catch let error as MigrationError where error.needsOwner {
+            throw ValidationError(error.description)
+        } catch {
+            // Run with the application role's URL: say so rather than print a bare PSQLError.
+            guard let denied = DatabaseRoles.permissionDenied(error) else { throw error }
+            throw ValidationError("""
+                \(denied): palletflow works as the tables' owner. Run it with the owner's DATABASE_URL, not the \
+                application role's (docs/operations.md, "Two database roles").
+                """)
         }
     }
 

@@ -142,8 +142,15 @@ struct PrivilegeTests {
             // (not on schema_migrations and the two archive tables); UPDATE and DELETE of the 7
             // tables of derived indicators; UPDATE of some columns on 22.
             #expect([report.select, report.insert, report.update, report.delete, report.updateColumnsOnly] as [Int] == [51, 48, 7, 7, 22])
-            // The template's partitions: DEFAULT and this month to three months ahead, of 3 tables.
-            #expect(report.partitions == 15)
+            // Nothing on any partition: DEFAULT and at least this month to three months ahead, of
+            // 3 tables (under a shifted clock the migrations also made the machine's months).
+            let partitions = try await store.client.withConnection { connection in
+                try await strings("""
+                    SELECT count(*)::text FROM pg_inherits
+                    WHERE inhparent IN ('movements'::regclass, 'movement_lines'::regclass, 'ledger_entries'::regclass)
+                    """, on: connection)
+            }
+            #expect(report.partitions >= 15 && [String(report.partitions)] == partitions)
             #expect(report.unlisted == [])
             let again = try await DatabaseRoles.setUp(applicationRole: name, password: nil, client: store.client, logger: store.logger)
             #expect(!again.created && !again.passwordSet && again.select == 51)

@@ -37,7 +37,7 @@ public struct MigrationError: Error, CustomStringConvertible, Sendable {
         MigrationError(description: """
             the schema lacks migrations \(missing.map(String.init).joined(separator: ", ")), and role \(role) may not apply \
             them: it is not the tables' owner (the application's role, by design). Run `palletflow migrate` with the \
-            owner's DATABASE_URL, then start this program again (docs/operations.md, "Two database roles").
+            owner's DATABASE_URL (docs/operations.md, "Two database roles").
             """, needsOwner: true)
     }
 }

@@ -138,7 +138,8 @@ struct API: Sendable {
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
              webhookRule: WebhookAddressRule = .init(),
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
-    try await withAPIAndOwner(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken) { api, fixture, store, _ in
+    try await withAPIAndOwner(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken,
+                              webhookRule: webhookRule) { api, fixture, store, _ in
         try await body(api, fixture, store)
     }
 }
@@ -146,6 +147,7 @@ func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = Server
 /// The same, with a store connected as the tables' owner beside it, for what only the owner
 /// may try.
 func withAPIAndOwner(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+                     webhookRule: WebhookAddressRule = .init(),
                      _ body: @escaping @Sendable (API, Fixture, Store, _ owner: Store) async throws -> Void) async throws {
     try await withFreshStores { store, owner in
         let fixture = try await Fixture.make(store)

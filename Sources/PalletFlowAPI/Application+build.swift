@@ -116,7 +116,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(RateLimitMiddleware(limiter: RateLimiter<UUID>(perSecond: settings.rateLimitPerToken)))
     router.middlewares.add(BodyBufferMiddleware(maximumBytes: settings.bodyLimitBytes,
                                                 anonymousMaximumBytes: ServerSettings.anonymousBodyLimitBytes))
-    router.middlewares.add(IdempotencyMiddleware(store: store))
+    router.middlewares.add(IdempotencyMiddleware(store: store, routes: routes))
     let heavyReads = HeavyReadGate(perEcosystem: settings.heavyReadsPerEcosystem)
     router.middlewares.add(HeavyReadMiddleware(gate: heavyReads))
     router.middlewares.add(WriteAcceptMiddleware())

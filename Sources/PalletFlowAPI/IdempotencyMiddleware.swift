@@ -20,6 +20,9 @@ import PalletFlowStore
 /// statement that writes them (`Store.post`, `BodyBufferMiddleware`) and pass through here.
 struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: Store
+    /// A write to no route, or with a method the route does not serve, is left to the
+    /// router's 404 or 405: a key only ever records an operation's answer.
+    let routes: RouteTable
     /// How long a request waits for the answer of another one with its key before
     /// answering 409 (the first is slow, or its server stopped before answering).
     var waitForFirst: Duration = .seconds(5)
@@ -27,7 +30,7 @@ struct IdempotencyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.method == .post || request.method == .put || request.method == .patch,
               let idempotency = RequestScope.current.idempotency, let caller = RequestScope.current.caller,
-              !Self.recordsItsOwnKey(request.uri.path)
+              !Self.recordsItsOwnKey(request.uri.path), routes.methods(at: request.uri.path).contains(request.method)
         else { return try await next(request, context) }
         let claim = IdempotencyClaim(ecosystem: caller.ecosystem, member: caller.membership, key: idempotency.key,
                                      requestHash: idempotency.requestHash)

@@ -6,12 +6,25 @@ import PostgresNIO
 /// Opens PalletFlow's database the way every PalletFlow program does: `DATABASE_URL` when
 /// given, otherwise the embedded cluster under the data directory (created and started
 /// on first use).
+///
+/// Two roles (docs/operations.md, "Two database roles"): `settings` is what the daemon and
+/// the worker connect with, `ownerSettings` what migrations and the admin CLI connect
+/// with. With `DATABASE_URL` both are that URL: each program runs with the role its
+/// operator gives it (the application role for the daemon and the worker, the owner for
+/// `palletflow`). The embedded cluster has both: its superuser owns the tables, and
+/// `palletflow_app` is created at each start if missing.
 public struct DatabaseRuntime: Sendable {
     public let settings: DatabaseSettings
+    public let ownerSettings: DatabaseSettings
+    /// The application role the migrator grants to, when this runtime knows it (embedded).
+    public let applicationRole: String?
     public let cluster: EmbeddedPostgres?
 
-    public init(settings: DatabaseSettings, cluster: EmbeddedPostgres?) {
+    public init(settings: DatabaseSettings, ownerSettings: DatabaseSettings? = nil, applicationRole: String? = nil,
+                cluster: EmbeddedPostgres?) {
         self.settings = settings
+        self.ownerSettings = ownerSettings ?? settings
+        self.applicationRole = applicationRole
         self.cluster = cluster
     }
 
@@ -27,12 +40,23 @@ public struct DatabaseRuntime: Sendable {
         try cluster.start()
         do {
             try await ensureDatabase(cluster, named: databaseName, logger: logger)
+            try await ensureApplicationRole(cluster, logger: logger)
         } catch {
             cluster.stop()
             throw error
         }
-        return DatabaseRuntime(settings: .embedded(cluster, database: databaseName, maximumConnections: maximumConnections),
-                               cluster: cluster)
+        return DatabaseRuntime(
+            settings: .embedded(cluster, database: databaseName, maximumConnections: maximumConnections, role: cluster.applicationRole),
+            ownerSettings: .embedded(cluster, database: databaseName, maximumConnections: maximumConnections),
+            applicationRole: cluster.applicationRole, cluster: cluster)
+    }
+
+    /// Creates the embedded cluster's application role if it is missing (a new cluster, or
+    /// one made by a release before sql/0020). Its privileges come from the migrator.
+    public static func ensureApplicationRole(_ cluster: EmbeddedPostgres, logger: Logger) async throws {
+        _ = try await withAdminConnection(cluster, logger: logger) { connection in
+            try await DatabaseRoles.createApplicationRole(cluster.applicationRole, on: connection, logger: logger)
+        }
     }
 
     /// Creates the application database in the embedded cluster if it is missing.
@@ -75,6 +99,11 @@ public struct DatabaseRuntime: Sendable {
 
     public func makeClient(logger: Logger) -> PostgresClient {
         PostgresClient(configuration: settings.configuration, backgroundLogger: logger)
+    }
+
+    /// The same runtime connecting as the owner everywhere (the admin CLI).
+    public var asOwner: DatabaseRuntime {
+        DatabaseRuntime(settings: ownerSettings, ownerSettings: ownerSettings, applicationRole: applicationRole, cluster: cluster)
     }
 
     /// A supervised pool (`DatabaseClient`): leases bounded in time, reconnection at once

@@ -37,17 +37,22 @@ public struct DatabaseSettings: Sendable {
         return sized
     }
 
-    /// The embedded cluster's socket, as its superuser (the cluster admits no one else).
+    /// The embedded cluster's socket, as `role`: its superuser (the owner) by default, or
+    /// its application role. Only the cluster's system user can enter the socket's folder.
     public static func embedded(_ cluster: EmbeddedPostgres, database: String = "palletflow",
-                                maximumConnections: Int = 20) -> DatabaseSettings {
+                                maximumConnections: Int = 20, role: String? = nil) -> DatabaseSettings {
+        let role = role ?? cluster.superuser
         var configuration = PostgresClient.Configuration(
-            unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: database)
+            unixSocketPath: cluster.socketPath, username: role, password: nil, database: database)
         configuration.options.maximumConnections = maximumConnections
         let probe = PostgresConnection.Configuration(
-            unixSocketPath: cluster.socketPath, username: cluster.superuser, password: nil, database: database)
+            unixSocketPath: cluster.socketPath, username: role, password: nil, database: database)
         return DatabaseSettings(configuration: configuration, probe: probe,
-                                displayName: "embedded \(cluster.socketPath) db=\(database)")
+                                displayName: "embedded \(cluster.socketPath) db=\(database) role=\(role)")
     }
+
+    /// The role these settings connect as.
+    public var username: String { configuration.username }
 
     /// Parses `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...`.
     /// sslmode: disable, prefer (default), require (encrypted, unverified) or verify-full.

@@ -56,7 +56,12 @@ public final class EmbeddedPostgres: Sendable {
     public let dataDirectory: String
     public let clusterDirectory: String
     public let socketDirectory: String
+    /// The cluster's superuser: it owns PalletFlow's tables and runs migrations, `archive`
+    /// and `restore` (the CLI connects as it).
     public let superuser = "postgres"
+    /// The role the daemon and the worker connect as: neither a superuser nor the tables'
+    /// owner, with only the privileges of `app_privileges` (sql/0020).
+    public let applicationRole = "palletflow_app"
     public let port = 5432
     private let binaries: PostgresBinaries
     private let logger: Logger

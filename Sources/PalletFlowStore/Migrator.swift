@@ -30,6 +30,16 @@ public struct Migration: Sendable, Hashable {
 
 public struct MigrationError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    /// The connection's role is not the tables' owner: it may not migrate (by design).
+    public var needsOwner = false
+
+    static func notOwner(role: String, missing: [Int]) -> MigrationError {
+        MigrationError(description: """
+            the schema lacks migrations \(missing.map(String.init).joined(separator: ", ")), and role \(role) may not apply \
+            them: it is not the tables' owner (the application's role, by design). Run `palletflow migrate` with the \
+            owner's DATABASE_URL (docs/operations.md, "Two database roles").
+            """, needsOwner: true)
+    }
 }
 
 /// Applies migrations in order, each in its own transaction, recorded with its checksum.
@@ -50,23 +60,103 @@ public struct Migrator: Sendable {
 
     /// Applies what is missing; returns the versions applied now.
     @discardableResult
-    public func migrate(_ client: PostgresClient, logger: Logger) async throws -> [Int] {
-        try await migrate(DatabaseClient(client, logger: logger, leaseTimeout: Self.callerPoolLeaseTimeout), logger: logger)
+    public func migrate(_ client: PostgresClient, logger: Logger, applicationRole: String? = nil) async throws -> [Int] {
+        try await migrate(DatabaseClient(client, logger: logger, leaseTimeout: Self.callerPoolLeaseTimeout), logger: logger,
+                          applicationRole: applicationRole)
     }
 
-    /// Applies what is missing; returns the versions applied now.
+    /// Applies what is missing, then grants the application roles what `app_privileges`
+    /// lists (sql/0020), recording `applicationRole` among them first when given; returns
+    /// the versions applied now.
+    ///
+    /// Only the tables' owner migrates. Connected as another role (the application's, with
+    /// `DATABASE_URL`), it checks the schema and returns when nothing is missing, and throws
+    /// `MigrationError` saying what to do otherwise.
     @discardableResult
-    public func migrate(_ client: DatabaseClient, logger: Logger) async throws -> [Int] {
+    public func migrate(_ client: DatabaseClient, logger: Logger, applicationRole: String? = nil) async throws -> [Int] {
         try await client.withConnection { connection in
+            guard try await Self.ownsSchema(connection, logger: logger) else {
+                let applied: [Int: String]
+                do {
+                    applied = try await appliedVersions(connection, logger: logger, create: false)
+                } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42501" {
+                    // Not even granted the list of migrations: sql/0020 is not applied yet.
+                    throw MigrationError.notOwner(role: try await Self.currentRole(connection, logger: logger),
+                                                  missing: migrations.filter { $0.version >= 20 }.map(\.version))
+                }
+                try validate(applied)
+                let missing = migrations.filter { applied[$0.version] == nil }.map(\.version)
+                if missing.isEmpty { return [] }
+                throw MigrationError.notOwner(role: try await Self.currentRole(connection, logger: logger), missing: missing)
+            }
             _ = try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
             do {
-                let applied = try await apply(on: connection, logger: logger)
+                let applied = try await apply(on: connection, logger: logger, applicationRole: applicationRole)
+                if applied.isEmpty {
+                    // Nothing new: the grants are applied again all the same (a role recorded
+                    // since, privileges changed by hand).
+                    try await inTransaction(connection, logger: logger) {
+                        try await grantApplicationRoles(on: connection, logger: logger, applicationRole: applicationRole)
+                    }
+                }
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 return applied
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 throw error
             }
+        }
+    }
+
+    /// True when the connection's role owns `schema_migrations` (or is a superuser, or a
+    /// member of its owner), or when nothing is migrated yet: the one who starts owns.
+    static func ownsSchema(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        for try await owns in try await connection.query("""
+            SELECT coalesce((SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
+                             WHERE oid = to_regclass('schema_migrations')), true)
+            """, logger: logger).decode(Bool.self) {
+            return owns
+        }
+        return true
+    }
+
+    static func currentRole(_ connection: PostgresConnection, logger: Logger) async throws -> String {
+        for try await role in try await connection.query("SELECT current_user::text", logger: logger).decode(String.self) {
+            return role
+        }
+        return "?"
+    }
+
+    /// Grants the recorded application roles what `app_privileges` lists, once sql/0020 has
+    /// made the function; `applicationRole` is recorded first. In the caller's transaction.
+    private func grantApplicationRoles(on connection: PostgresConnection, logger: Logger,
+                                       applicationRole: String?) async throws {
+        var present = false
+        for try await exists in try await connection.query(
+            "SELECT to_regproc('apply_app_privileges') IS NOT NULL", logger: logger).decode(Bool.self) { present = exists }
+        guard present else { return }
+        if let applicationRole {
+            _ = try await connection.query(
+                "INSERT INTO app_roles (role_name) VALUES (\(applicationRole)) ON CONFLICT DO NOTHING", logger: logger)
+        }
+        var unlisted: [String] = []
+        for try await table in try await connection.query("SELECT * FROM apply_app_privileges()", logger: logger).decode(String.self) {
+            unlisted.append(table)
+        }
+        if !unlisted.isEmpty {
+            logger.warning("tables missing from app_privileges: the application role gets nothing on them",
+                           metadata: ["tables": "\(unlisted.joined(separator: ", "))"])
+        }
+    }
+
+    private func inTransaction(_ connection: PostgresConnection, logger: Logger, _ body: () async throws -> Void) async throws {
+        _ = try await connection.query("BEGIN", logger: logger)
+        do {
+            try await body()
+            _ = try await connection.query("COMMIT", logger: logger)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
         }
     }
 
@@ -113,8 +203,8 @@ public struct Migrator: Sendable {
             """, logger: logger)
     }
 
-    private func apply(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
-        let applied = try await appliedVersions(connection, logger: logger)
+    /// Refuses an edited applied file, and a database migrated by a newer binary.
+    private func validate(_ applied: [Int: String]) throws {
         for migration in migrations {
             if let checksum = applied[migration.version], checksum != migration.checksum {
                 throw MigrationError(description: """
@@ -131,6 +221,11 @@ public struct Migrator: Sendable {
                 newer PalletFlow. Run that version, or restore a backup taken before it.
                 """)
         }
+    }
+
+    private func apply(on connection: PostgresConnection, logger: Logger, applicationRole: String?) async throws -> [Int] {
+        let applied = try await appliedVersions(connection, logger: logger)
+        try validate(applied)
         var done: [Int] = []
         for migration in migrations where applied[migration.version] == nil {
             logger.info("applying migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
@@ -140,6 +235,9 @@ public struct Migrator: Sendable {
                     // Migration files are the project's own trusted SQL, not user input.
                     _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
+                // Every committed schema has its grants: a table this file adds is never
+                // visible to the application role without them, nor for lack of them.
+                try await grantApplicationRoles(on: connection, logger: logger, applicationRole: applicationRole)
                 _ = try await connection.query("""
                     INSERT INTO schema_migrations (version, name, checksum)
                     VALUES (\(migration.version), \(migration.name), \(migration.checksum))

@@ -73,7 +73,9 @@ extension Store {
         return 0
     }
 
-    /// The monthly partitions, oldest first, with their size and open movements.
+    /// The monthly partitions, oldest first, with their size and open movements. Read from the
+    /// partitions themselves: the owner only (`archive --list`); the application role has no
+    /// privilege on a partition.
     public func ledgerPartitions() async throws -> [LedgerPartition] {
         var months: [String] = []
         for try await name in try await client.query("""
@@ -260,7 +262,8 @@ extension Store {
             try await connection.query(PostgresQuery(unsafeSQL: """
                 DELETE FROM epcis_events WHERE (ecosystem_id, movement_id) IN (SELECT ecosystem_id, id FROM "\(movements)")
                 """), logger: logger)
-            try await connection.query("ALTER TABLE epcis_events ENABLE TRIGGER epcis_events_append_only", logger: logger)
+            // ALWAYS, as sql/0020 made it: it fires whatever session_replication_role says.
+            try await connection.query("ALTER TABLE epcis_events ENABLE ALWAYS TRIGGER epcis_events_append_only", logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE movements DETACH PARTITION \"\(movements)\""),
                                        logger: logger)
             try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \"\(movements)\""), logger: logger)

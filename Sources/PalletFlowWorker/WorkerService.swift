@@ -20,12 +20,16 @@ public struct WorkerService: Service {
     /// How long to wait for the schema at start: the daemon migrates while its in-process
     /// worker starts; a worker of its own fails at once with a clear message.
     let schemaWait: Duration
+    /// Warn when the worker's role could rewrite history (a worker of its own; the daemon
+    /// checks its own role).
+    let roleCheck: Bool
 
     public init(store: Store, pollInterval: Duration = .seconds(2), lease: Duration = .seconds(60),
                 name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
                 handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true,
-                schemaWait: Duration = .zero, webhookRule: WebhookAddressRule = .init()) {
+                schemaWait: Duration = .zero, webhookRule: WebhookAddressRule = .init(), roleCheck: Bool = false) {
         self.schemaWait = schemaWait
+        self.roleCheck = roleCheck
         self.store = store
         self.pollInterval = pollInterval
         self.lease = lease
@@ -108,6 +112,7 @@ public struct WorkerService: Service {
             throw WorkerError.schemaNotReady
         }
         logger.info("worker ready", metadata: ["worker": "\(name)"])
+        if roleCheck { await DatabaseRoles.warnIfCanRewriteHistory(store.client, logger: logger) }
         var lastSchedule = ContinuousClock.now - .seconds(3600)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             if schedules, ContinuousClock.now - lastSchedule >= pollInterval {

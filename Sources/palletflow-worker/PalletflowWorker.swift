@@ -13,7 +13,9 @@ struct PalletflowWorker: AsyncParsableCommand {
         abstract: "PalletFlow's background worker.",
         discussion: """
             Works on DATABASE_URL, or on the embedded PostgreSQL under --data-dir: the daemon's \
-            cluster when it runs, started by the worker itself otherwise. Stops on SIGTERM or SIGINT.
+            cluster when it runs, started by the worker itself otherwise. Connects as the application \
+            role (the embedded cluster's, or DATABASE_URL's: `palletflow database roles`). Stops on \
+            SIGTERM or SIGINT.
             """)
 
     @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
@@ -65,7 +67,7 @@ struct PalletflowWorker: AsyncParsableCommand {
             logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
         }
         let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds),
-                                   webhookRule: webhookRule)
+                                   webhookRule: webhookRule, roleCheck: true)
         let group = ServiceGroup(
             configuration: .init(
                 services: [

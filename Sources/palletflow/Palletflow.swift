@@ -13,10 +13,13 @@ struct Palletflow: AsyncParsableCommand {
         abstract: "PalletFlow's administration tool.",
         discussion: """
             Every command works on the database named by DATABASE_URL, or else on the embedded \
-            PostgreSQL under --data-dir (started for the command if no daemon runs it).
+            PostgreSQL under --data-dir (started for the command if no daemon runs it). It is the \
+            administrator's tool: it connects as the tables' owner (give it the owner's DATABASE_URL; \
+            the embedded cluster's superuser otherwise), while palletflowd and palletflow-worker \
+            connect as the application role (`palletflow database roles`).
             """,
-        subcommands: [Migrate.self, Demo.self, EcosystemCommand.self, TokenCommand.self, LedgerCommand.self,
-                      IndicatorsCommand.self, Vacuum.self, Backup.self, Restore.self, Archive.self])
+        subcommands: [Migrate.self, DatabaseCommand.self, Demo.self, EcosystemCommand.self, TokenCommand.self,
+                      LedgerCommand.self, IndicatorsCommand.self, Vacuum.self, Backup.self, Restore.self, Archive.self])
 }
 
 /// Where the database is; shared by every command.
@@ -27,8 +30,11 @@ struct DatabaseOptions: ParsableArguments {
     @Flag(help: "Log what happens (to standard error).")
     var verbose = false
 
-    /// Opens the database, applies migrations, runs `body` with a store, and releases all.
-    func withStore<Result: Sendable>(migrate: Bool = true, _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+    /// Opens the database as the tables' owner, applies migrations (granting the embedded
+    /// cluster's application role what it may do), runs `body` with a store and the versions
+    /// applied, and releases all.
+    func withStore<Result: Sendable>(migrate: Bool = true,
+                                     _ body: @Sendable (Store, [Int]) async throws -> Result) async throws -> Result {
         JSONLogHandler.bootstrap(level: verbose ? .info : .warning, format: "text")
         let logger = Logger(label: "palletflow")
         let clock: WallClock
@@ -46,10 +52,27 @@ struct DatabaseOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         defer { runtime.close() }
-        return try await runtime.withClient(logger: logger) { client in
-            if migrate { try await Migrator().migrate(client, logger: logger) }
-            return try await body(Store(client: client, logger: logger, clock: clock))
+        let applicationRole = runtime.applicationRole
+        do {
+            return try await runtime.asOwner.withClient(logger: logger) { client in
+                let applied = migrate ? try await Migrator().migrate(client, logger: logger, applicationRole: applicationRole) : []
+                return try await body(Store(client: client, logger: logger, clock: clock), applied)
+            }
+        } catch let error as MigrationError where error.needsOwner {
+            throw ValidationError(error.description)
+        } catch {
+            // Run with the application role's URL: say so rather than print a bare PSQLError.
+            guard let denied = DatabaseRoles.permissionDenied(error) else { throw error }
+            throw ValidationError("""
+                \(denied): palletflow works as the tables' owner. Run it with the owner's DATABASE_URL, not the \
+                application role's (docs/operations.md, "Two database roles").
+                """)
         }
+    }
+
+    /// Opens the database, applies migrations, runs `body` with a store, and releases all.
+    func withStore<Result: Sendable>(migrate: Bool = true, _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
+        try await withStore(migrate: migrate) { store, _ in try await body(store) }
     }
 }
 
@@ -68,11 +91,64 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
-        let applied = try await database.withStore(migrate: false) { store in
-            try await Migrator().migrate(store.client, logger: store.logger)
-        }
+        let applied = try await database.withStore { _, applied in applied }
         output(applied.isEmpty ? "Schema up to date (\(Migration.all.count) migrations)."
                                : "Applied migrations \(applied.map(String.init).joined(separator: ", ")).")
+    }
+}
+
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "database", abstract: "Set up the database's roles.", subcommands: [Roles.self])
+
+    struct Roles: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create or update the application role that palletflowd and palletflow-worker connect as.",
+            discussion: """
+                Run it with the owner's DATABASE_URL (the role that owns PalletFlow's tables and migrates). \
+                It applies the missing migrations, creates the role if it is missing (LOGIN, nothing else: the \
+                owner needs CREATEROLE), sets its password when PALLETFLOW_APP_ROLE_PASSWORD is set (sent as a \
+                SCRAM-SHA-256 verifier), records it, and grants it exactly what the table app_privileges lists: \
+                SELECT and INSERT, UPDATE of the workflow columns, DELETE of derived data; never UPDATE of a fact, \
+                DELETE or TRUNCATE of history, nor anything a table's owner alone may do. Every later migration \
+                grants it again. Idempotent: run it again after restoring a database or changing the list.
+                """)
+        @OptionGroup var database: DatabaseOptions
+        @Option(name: .customLong("app-role"), help: "The application role's name (lower case, digits, _).")
+        var appRole: String
+
+        func validate() throws {
+            guard DatabaseRoles.validName(appRole) else {
+                throw ValidationError("--app-role must be a lower-case role name (letters, digits, _; 63 at most)")
+            }
+        }
+
+        func run() async throws {
+            let name = appRole
+            let password = ProcessInfo.processInfo.environment["PALLETFLOW_APP_ROLE_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+            let report: ApplicationRoleReport
+            do {
+                report = try await database.withStore { store in
+                    try await DatabaseRoles.setUp(applicationRole: name, password: password, client: store.client,
+                                                  logger: store.logger)
+                }
+            } catch let error as DatabaseRoleError {
+                throw ValidationError(error.description)
+            }
+            output(report.created ? "Created role \(name) (LOGIN; not a superuser, owns nothing)."
+                                  : "Role \(name) exists (not a superuser, owns nothing).")
+            output(report.passwordSet ? "Set its password from PALLETFLOW_APP_ROLE_PASSWORD (as a SCRAM-SHA-256 verifier)."
+                                      : "Password unchanged (set PALLETFLOW_APP_ROLE_PASSWORD to set it, or use psql's \\password).")
+            output("""
+                Granted: SELECT on \(report.select) tables, INSERT on \(report.insert), UPDATE of workflow columns on \
+                \(report.updateColumnsOnly), UPDATE and DELETE on \(report.delete) tables of derived data; nothing on \
+                \(report.partitions) ledger partitions (reached through their parents).
+                """)
+            if !report.unlisted.isEmpty {
+                output("Tables app_privileges does not name, on which it has nothing: \(report.unlisted.joined(separator: ", ")).")
+            }
+            output("Now run palletflowd and palletflow-worker with DATABASE_URL naming \(name); keep the owner's for palletflow.")
+        }
     }
 }
 

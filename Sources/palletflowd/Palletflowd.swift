@@ -18,7 +18,10 @@ struct Palletflowd: AsyncParsableCommand {
         abstract: "The PalletFlow HTTP daemon.",
         discussion: """
             Without DATABASE_URL, palletflowd runs its own PostgreSQL cluster under the data directory \
-            (created on first run, stopped on exit). With DATABASE_URL it uses that server.
+            (created on first run, stopped on exit) and connects as its application role. With \
+            DATABASE_URL it uses that server, as that URL's role: the application role made by \
+            `palletflow database roles`, which cannot rewrite history (migrations are then applied \
+            with `palletflow migrate` and the owner's URL).
             """)
 
     @Option(help: "Address to listen on (env PALLETFLOW_HOST). Loopback unless you say otherwise.")
@@ -178,8 +181,8 @@ struct Palletflowd: AsyncParsableCommand {
             runtime.settings.limitingStatements(toSeconds: statementTimeoutSeconds), logger: logger)
         let store = Store(database: client, logger: logger,
                           tokenCacheLifetime: .milliseconds(Int64((max(0, authCacheSeconds) * 1000).rounded())), clock: clock)
-        // Work that legitimately runs long (migrations of a large ledger, the demo's history,
-        // the worker's recomputes) on a small pool of its own, without the limit.
+        // Work that legitimately runs long (the demo's history, the worker's recomputes) on a
+        // small pool of its own, without the limit. Migrations run on the owner's connection.
         let maintenanceClient = DatabaseRuntime.makeDatabaseClient(
             runtime.settings.withMaximumConnections(withWorker ? 4 : 2), logger: logger)
         let maintenanceStore = Store(database: maintenanceClient, logger: logger, clock: clock)
@@ -221,8 +224,9 @@ struct Palletflowd: AsyncParsableCommand {
         }
         let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
-                try await Migrator().migrate(maintenanceClient, logger: logger)
+                try await migrateAsOwner(runtime, logger: logger)
             }
+            await DatabaseRoles.warnIfCanRewriteHistory(maintenanceClient, logger: logger)
             // This month's and the next three months' ledger partitions (the worker keeps
             // creating them ahead); a busy database may make this wait: the worker retries.
             do {
@@ -242,6 +246,21 @@ struct Palletflowd: AsyncParsableCommand {
             // PSQLError hides its details from `description`; an operator needs them.
             throw ValidationError("database error: \(String(reflecting: error))")
         }
+    }
+}
+
+/// Applies the missing migrations as the tables' owner: the embedded cluster's superuser,
+/// or `DATABASE_URL`'s role. When that role is the application's, which may not migrate,
+/// the daemon goes on as with `--no-migrate` (`/readyz` answers 503 until the owner runs
+/// `palletflow migrate`) and says so.
+func migrateAsOwner(_ runtime: DatabaseRuntime, logger: Logger) async throws {
+    let owner = DatabaseRuntime(settings: runtime.ownerSettings.withMaximumConnections(1), cluster: nil)
+    do {
+        _ = try await owner.withClient(logger: logger) { client in
+            try await Migrator().migrate(client, logger: logger, applicationRole: runtime.applicationRole)
+        }
+    } catch let error as MigrationError where error.needsOwner {
+        logger.error("\(error.description)")
     }
 }
 

@@ -20,7 +20,7 @@ struct BackupTests {
     @Test("the demo ecosystem round-trips: same rows, same balances, ledger verify holds; a second restore is refused")
     func demoRoundTrip() async throws {
         let lines = Mutex<[String]>([])
-        let (ecosystem, counts, before) = try await withFreshStore { store in
+        let (ecosystem, counts, before) = try await withFreshStore(as: .owner) { store in
             let seeded = try await DemoEcosystem.seed(store)
             let ecosystem = UUID(uuidString: seeded.ecosystemId)!
             let counts = try await store.backup(ecosystem: ecosystem) { line in lines.withLock { $0.append(line) } }
@@ -34,7 +34,7 @@ struct BackupTests {
         #expect(counts["organisations"] == counts["memberships"])
         #expect(counts["web_sessions"] == nil && counts["jobs"] == nil)
 
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             let report: RestoreReport
             do { report = try await store.restore(lines: backup) } catch {
                 Issue.record("\(String(reflecting: error))")
@@ -73,7 +73,7 @@ struct BackupTests {
     @Test("a backup whose ledger was altered is refused whole: nothing is restored")
     func tamperedBackup() async throws {
         let lines = Mutex<[String]>([])
-        let ecosystem = try await withFreshStore { store in
+        let ecosystem = try await withFreshStore(as: .owner) { store in
             let fixture = try await Fixture.make(store)
             let directory = try await store.directory(ecosystem: fixture.ecosystem)
             let declaration = MovementDeclaration(
@@ -93,7 +93,7 @@ struct BackupTests {
         let index = try #require(tampered.firstIndex { $0.contains("\"table\":\"ledger_entries\"") && $0.contains("\"amount\":30") })
         tampered[index] = tampered[index].replacingOccurrences(of: "\"amount\":30", with: "\"amount\":31")
         let altered = tampered
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             await #expect(throws: BackupError.self) { try await store.restore(lines: altered) }
             #expect(try await store.ecosystem(ecosystem) == nil)
             #expect(try await store.movements(ecosystem: ecosystem, MovementFilter()).isEmpty)
@@ -105,7 +105,7 @@ struct BackupTests {
     @Test("restore refuses a row of another ecosystem than the header's, or an organisation no member names: nothing restored")
     func foreignRowsRefused() async throws {
         let lines = Mutex<[String]>([])
-        let (ecosystem, foreign) = try await withFreshStore { store in
+        let (ecosystem, foreign) = try await withFreshStore(as: .owner) { store in
             let fixture = try await Fixture.make(store)
             _ = try await store.backup(ecosystem: fixture.ecosystem) { line in lines.withLock { $0.append(line) } }
             return (fixture.ecosystem, fixture.foreignEcosystem)
@@ -120,7 +120,8 @@ struct BackupTests {
         var stray = original
         stray.append(#"{"table":"organisations","row":{"id":"00000000-0000-4000-8000-0000000000aa","name":"Someone else","pgln":null,"created_at":"2026-01-01T00:00:00+00:00"}}"#)
         let (bad, orphan) = (smuggled, stray)
-        try await withFreshStore { store in
+        // Backup and restore are the owner's (palletflow), as in production.
+        try await withFreshStore(as: .owner) { store in
             for file in [bad, orphan] {
                 do {
                     _ = try await store.restore(lines: file)

@@ -70,7 +70,7 @@ struct CooperationTests {
 
     @Test("a published charter is frozen, a signature binds its content hash, clauses are judged met or not met")
     func charterLifecycle() async throws {
-        try await withAPI { api, fixture, store in
+        try await withAPIAndOwner { api, fixture, store, owner in
             let draft = try await api.post("\(fixture.base)/charters", token: fixture.shipper.token, json: [
                 "title": "Charte palettes 2026",
                 "clauses": [
@@ -95,7 +95,7 @@ struct CooperationTests {
             #expect(hash.count == 64)
             // Frozen: even the database owner cannot change its clauses.
             await #expect(throws: (any Error).self) {
-                try await store.client.query("UPDATE charter_clauses SET target = 0.5")
+                try await owner.client.query("UPDATE charter_clauses SET target = 0.5")
             }
             let wrongHash = try await api.post("\(fixture.base)/charters/\(id)/signatures", token: fixture.carrier.token,
                                                json: ["contentHash": String(repeating: "0", count: 64)])

@@ -146,7 +146,8 @@ struct DaemonProcessTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let runtime = DatabaseRuntime(settings: settings, cluster: nil)
         try await runtime.withClient(logger: TestDatabase.logger) { client in
-            let store = Store(client: client, logger: TestDatabase.logger, clock: TestClock.clock)
+            let store = Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
+                              logger: TestDatabase.logger, clock: TestClock.clock)
             let fixture = try await Fixture.make(store)
             let ports = [Int.random(in: 20_000...30_000), Int.random(in: 30_001...40_000)]
             var daemons: [Process] = []
@@ -267,7 +268,8 @@ struct DaemonProcessTests {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("pf-drain-\(UUID().uuidString).log")
         defer { try? FileManager.default.removeItem(at: log) }
         try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
-            let store = Store(client: client, logger: TestDatabase.logger, clock: TestClock.clock)
+            let store = Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
+                              logger: TestDatabase.logger, clock: TestClock.clock)
             let fixture = try await Fixture.make(store)
             let port = Int.random(in: 20_000...40_000)
             let daemon = Process()

@@ -118,7 +118,7 @@ struct DatabaseClientTests {
 
     @Test("a single-statement write returns its rows, read before it returns; its errors come out unwrapped")
     func writesReturnTheirRows() async throws {
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             let created = try await store.createEcosystem(name: "Durable", shipperName: "Shipper", shipperPGLN: nil)
             // Its RETURNING rows are read, then handed back once PostgreSQL has committed.
             var names: [String] = []
@@ -153,7 +153,7 @@ struct DatabaseClientTests {
 
     @Test("a write is answered only once PostgreSQL has committed it: a commit that fails after the statement completed fails the write, and nothing is written")
     func writesAnswerAfterTheirCommit() async throws {
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             let fixture = try await Fixture.make(store)
             // A declaration (Store.post): a transfer of 12 EPAL from the shipper to the carrier.
             let declaration = MovementDeclaration(

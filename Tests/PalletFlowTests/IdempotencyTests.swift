@@ -212,4 +212,19 @@ struct IdempotencyTests {
         close()
         #expect(missing.isEmpty, "\(missing)")
     }
+
+    @Test("a key sent with a method the route does not serve meets the router's 405, never a replay or a 422")
+    func wrongMethodIsNotAnOperation() async throws {
+        try await withAPI { api, fixture, _ in
+            let path = "\(fixture.base)/members"
+            let made = try await api.request(.post, path, token: fixture.shipper.token, json: ["name": "Neuf", "role": "carrier"],
+                                             headers: ["Idempotency-Key": "k"])
+            #expect(made.status == .created)
+            for method in [HTTPRequest.Method.put, .patch] {
+                let wrong = try await api.request(method, path, token: fixture.shipper.token,
+                                                  json: ["name": "Neuf", "role": "carrier"], headers: ["Idempotency-Key": "k"])
+                #expect(wrong.status == .methodNotAllowed, "\(method): \(wrong.text)")
+            }
+        }
+    }
 }

@@ -185,7 +185,7 @@ struct LedgerAPITests {
 
     @Test("a reversal cancels a movement, a correction replaces it, both linked; as-of balances follow event time")
     func reversalAndAsOf() async throws {
-        try await withAPI { api, fixture, store in
+        try await withAPIAndOwner { api, fixture, store, owner in
             let early = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token,
                                            json: Self.pickup(fixture, quantity: 10, exchanged: 0, hours: 48), key: "a")
             let late = try await api.post("\(fixture.base)/movements", token: fixture.carrier.token,
@@ -215,13 +215,13 @@ struct LedgerAPITests {
             #expect(again.status == .conflict)
             // The ledger itself refuses edits, even to the database owner.
             await #expect(throws: (any Error).self) {
-                try await store.client.query("UPDATE ledger_entries SET amount = amount + 1")
+                try await owner.client.query("UPDATE ledger_entries SET amount = amount + 1")
             }
             await #expect(throws: (any Error).self) {
-                try await store.client.query("DELETE FROM ledger_entries")
+                try await owner.client.query("DELETE FROM ledger_entries")
             }
             await #expect(throws: (any Error).self) {
-                try await store.client.query("UPDATE movements SET event_time = now()")
+                try await owner.client.query("UPDATE movements SET event_time = now()")
             }
             try await verify(store, fixture)
         }

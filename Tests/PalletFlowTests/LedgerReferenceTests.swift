@@ -125,7 +125,7 @@ struct LedgerReferenceTests {
 
     @Test("members, pallet types, accounts and ecosystems the ledger names are never deleted nor re-keyed; other changes go through")
     func referencedRowsAreKept() async throws {
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             let fixture = try await Fixture.make(store)
             let move = transfer(fixture, from: fixture.shipper.id, to: fixture.carrier.id, declarer: fixture.shipper.id, 7)
             _ = try await store.post(ecosystem: fixture.ecosystem, by: fixture.shipper.id, [move], idempotency: nil)

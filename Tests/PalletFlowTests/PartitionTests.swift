@@ -53,7 +53,7 @@ struct PartitionTests {
 
     @Test("a movement, its lines and its entries live in the partition of the month it was recorded in; partitions refuse TRUNCATE")
     func placement() async throws {
-        try await withFreshStore { store in
+        try await withFreshStore(as: .owner) { store in
             let fixture = try await Fixture.make(store)
             let before = Set(try await store.ledgerPartitions().map(\.month))
             let past = monthStart(-5).addingTimeInterval(9 * 86_400)
@@ -132,7 +132,7 @@ struct PartitionTests {
 
     @Test("archive: old months go to files with checksums, balances and ledger verify still hold, open months stop it")
     func archive() async throws {
-        try await withAPI { api, fixture, store in
+        try await withAPIAndOwner { api, fixture, store, owner in
             let older = monthStart(-16).addingTimeInterval(4 * 86_400)
             let old = monthStart(-15).addingTimeInterval(3 * 86_400)
             try await store.ensureLedgerPartitions(from: Instant(older), through: Instant(old))
@@ -150,15 +150,15 @@ struct PartitionTests {
 
             // The declared movement stops the run before anything leaves the database.
             let before = try await balances(store, fixture.ecosystem)
-            let partitions = try await store.ledgerPartitions().count
+            let partitions = try await owner.ledgerPartitions().count
             await #expect(throws: ArchiveError.self) {
-                try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
+                try await owner.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             }
-            #expect(try await store.ledgerPartitions().count == partitions)
+            #expect(try await owner.ledgerPartitions().count == partitions)
             #expect(try await store.archiveHorizon(ecosystem: fixture.ecosystem) == nil)
             // Too recent a cutoff is refused too.
             await #expect(throws: ArchiveError.self) {
-                try await store.archive(before: Instant(monthStart(-2)), keepMonths: 14, to: directory) { _ in }
+                try await owner.archive(before: Instant(monthStart(-2)), keepMonths: 14, to: directory) { _ in }
             }
 
             // Contested, it is still open; resolved as declared, it is settled (and confirmed).
@@ -166,17 +166,24 @@ struct PartitionTests {
                                         counterLines: [CounterLine(lineNo: 0, quantity: 6, exchangedQuantity: 0)],
                                         evidence: nil, note: "only 6 arrived")
             await #expect(throws: ArchiveError.self) {
-                try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
+                try await owner.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             }
             _ = try await store.resolve(ecosystem: fixture.ecosystem, movement: pending, by: fixture.shipper.id,
                                         resolution: .declared, agreedLines: nil, note: "the CMR says 8")
             let confirmedBefore = try await balances(store, fixture.ecosystem)
-            let archived = try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
+            let archived = try await owner.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }
             #expect(archived.map(\.month) == [older, old].map { String(Instant($0).rfc3339(keepingOffset: false).prefix(7)) })
             #expect(archived.map(\.movements) == [1, 2])
             #expect(archived.map(\.lines) == [1, 2])
             #expect(archived.map(\.discrepancies) == [1, 0])
             #expect(archived.allSatisfy { $0.verification.holds })
+            // The archive disabled the EPCIS events' append-only trigger for its deletion, and
+            // gave it back as sql/0020 made it: firing always ("A"), whatever the session's role.
+            var states: [String] = []
+            for try await state in try await owner.client.query("""
+                SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'epcis_events_append_only'
+                """, logger: owner.logger).decode(String.self) { states.append(state) }
+            #expect(states == ["A"])
 
             // Every balance is what it was; the live ledger holds only this month's movement.
             #expect(try await balances(store, fixture.ecosystem) == confirmedBefore)
@@ -185,7 +192,7 @@ struct PartitionTests {
             #expect(verification.holds)
             #expect(verification.movements == 1)
             // The two archived months' partitions are gone, no other.
-            #expect(try await store.ledgerPartitions().count == partitions - 2)
+            #expect(try await owner.ledgerPartitions().count == partitions - 2)
 
             // What the carrier owes the shipper: 30 received, 20 and 8 given back before the
             // horizon (opening 2), 5 given back since (closing -3: the shipper owes it 3).
@@ -243,7 +250,7 @@ struct PartitionTests {
             // The archived movement is gone from the API too.
             #expect(try await api.get("\(fixture.base)/movements/\(pending.lower)", token: fixture.shipper.token).status == .notFound)
             // Archiving again finds nothing older than the cutoff.
-            #expect(try await store.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }.isEmpty)
+            #expect(try await owner.archive(before: cutoff, keepMonths: 14, to: directory) { _ in }.isEmpty)
         }
     }
 }
@@ -283,7 +290,8 @@ struct PartitionUpgradeTests {
                             '00000000-0000-0000-0000-00000000dead', '00000000-0000-0000-0000-0000000000b2', '[]')
                     """, logger: TestDatabase.logger)
             }
-            let store = Store(client: client, logger: TestDatabase.logger, clock: TestClock.clock)
+            let store = Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
+                              logger: TestDatabase.logger, clock: TestClock.clock)
             let verification = try await store.verifyLedger()
             #expect(verification.holds)
             #expect(verification.movements == 2 && verification.entries == 4)

@@ -82,7 +82,10 @@ struct ReplicaTests {
         try #require(started == 0, "standby: \(startOutput)")
         let standbyURL = primaryURL.replacingOccurrences(of: "host=\(primarySockets)", with: "host=\(sockets)")
 
-        let standby = try DatabaseSettings.url(standbyURL, maximumConnections: 2)
+        // The daemon reads the standby as the application role; the test pauses and resumes
+        // its replay, which takes the superuser.
+        let standby = try DatabaseSettings.url(
+            standbyURL.replacingOccurrences(of: "://palletflow_app@", with: "://postgres@"), maximumConnections: 2)
         try await DatabaseRuntime(settings: standby, cluster: nil).withClient(logger: TestDatabase.logger) { replica in
             try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { primary in
                 let store = Store(client: primary, logger: TestDatabase.logger, clock: TestClock.clock)

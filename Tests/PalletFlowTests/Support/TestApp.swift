@@ -133,20 +133,33 @@ struct API: Sendable {
     }
 }
 
-/// Runs `body` against a fresh database, its fixture and the router.
-/// `configure` changes the daemon's settings from its defaults (with a 1 MiB body limit).
+/// Runs `body` against a fresh database, its fixture and the router, all connected as the
+/// application role, as the daemon is. `configure` changes the daemon's settings from its
+/// defaults (with a 1 MiB body limit).
 func withAPI(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
              webhookRule: WebhookAddressRule = .init(), maximumConnections: Int = 40,
              configure: @Sendable (inout ServerSettings) -> Void = { _ in },
              _ body: @escaping @Sendable (API, Fixture, Store) async throws -> Void) async throws {
-    try await withFreshStore(maximumConnections: maximumConnections) { store in
+    try await withAPIAndOwner(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken, webhookRule: webhookRule,
+                              maximumConnections: maximumConnections, configure: configure) { api, fixture, store, _ in
+        try await body(api, fixture, store)
+    }
+}
+
+/// The same, with a store connected as the tables' owner beside it, for what only the owner
+/// may try.
+func withAPIAndOwner(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double = ServerSettings.defaultRateLimitPerToken,
+                     webhookRule: WebhookAddressRule = .init(), maximumConnections: Int = 40,
+                     configure: @Sendable (inout ServerSettings) -> Void = { _ in },
+                     _ body: @escaping @Sendable (API, Fixture, Store, _ owner: Store) async throws -> Void) async throws {
+    try await withFreshStores(maximumConnections: maximumConnections) { store, owner in
         let fixture = try await Fixture.make(store)
         var settings = ServerSettings(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken, webhookRule: webhookRule)
         configure(&settings)
         let router = try buildRouter(store: store, settings: settings, logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in
-            try await body(API(client: client), fixture, store)
+            try await body(API(client: client), fixture, store, owner)
         }
     }
 }

@@ -46,10 +46,13 @@ actor TestDatabase {
             if let directory = clusterToStopAtExit?.dataDirectory { try? FileManager.default.removeItem(atPath: directory) }
         }
         try await DatabaseRuntime.ensureDatabase(cluster, named: Self.template, logger: Self.logger)
+        // Both roles, as the daemon's embedded cluster has them: the template is migrated by
+        // the owner, which grants the application role; every copy carries the grants.
+        try await DatabaseRuntime.ensureApplicationRole(cluster, logger: Self.logger)
         let settings = DatabaseSettings.embedded(cluster, database: Self.template, maximumConnections: 2)
         let runtime = DatabaseRuntime(settings: settings, cluster: nil)
         _ = try await runtime.withClient(logger: Self.logger) { client in
-            try await Migrator().migrate(client, logger: Self.logger)
+            try await Migrator().migrate(client, logger: Self.logger, applicationRole: cluster.applicationRole)
             // The ledger's monthly partitions around the tests' "now", which the shifted runs
             // move months or a year away from the machine's.
             try await Store(client: client, logger: Self.logger, clock: TestClock.clock).ensureLedgerPartitions()
@@ -57,25 +60,46 @@ actor TestDatabase {
         return cluster
     }
 
-    /// A new database holding the migrated schema and nothing else. The cluster takes 200
+    /// Who a test connects as: the application role, as the daemon and the worker do (so a
+    /// missing grant fails a test), or the tables' owner, for what only the owner does
+    /// (migrations, `archive`, `restore`, `vacuum`) and for SQL a test writes by hand.
+    enum Role: Sendable {
+        case application, owner
+    }
+
+    /// A new database holding the migrated schema and nothing else. The cluster takes 500
     /// connections for every test running at once: a test that needs few asks for few.
-    func freshDatabase(maximumConnections: Int = 40) async throws -> DatabaseSettings {
+    func freshDatabase(as role: Role = .application, maximumConnections: Int = 40) async throws -> DatabaseSettings {
+        let (cluster, name) = try await copyTemplate()
+        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: maximumConnections,
+                                         role: Self.roleName(role, cluster))
+    }
+
+    /// The same database as `settings`, connecting as `role`.
+    func settings(_ settings: DatabaseSettings, as role: Role, maximumConnections: Int = 10) async throws -> DatabaseSettings {
         let cluster = try await start()
-        counter += 1
-        let name = "test_\(counter)"
-        try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: Self.template, logger: Self.logger)
-        return DatabaseSettings.embedded(cluster, database: name, maximumConnections: maximumConnections)
+        return DatabaseSettings.embedded(cluster, database: settings.configuration.database ?? "",
+                                         maximumConnections: maximumConnections, role: Self.roleName(role, cluster))
     }
 
     /// A fresh migrated database and a DATABASE_URL reaching it through the cluster's Unix
-    /// socket, for processes started by a test.
-    func freshDatabaseURL() async throws -> (DatabaseSettings, String) {
+    /// socket as `role`, for processes started by a test; the settings connect as the owner.
+    func freshDatabaseURL(as role: Role = .application) async throws -> (DatabaseSettings, String) {
+        let (cluster, name) = try await copyTemplate()
+        return (DatabaseSettings.embedded(cluster, database: name, maximumConnections: 10),
+                "postgres://\(Self.roleName(role, cluster))@localhost:\(cluster.port)/\(name)?host=\(cluster.socketDirectory)")
+    }
+
+    private func copyTemplate() async throws -> (EmbeddedPostgres, String) {
         let cluster = try await start()
         counter += 1
         let name = "test_\(counter)"
         try await DatabaseRuntime.ensureDatabase(cluster, named: name, template: Self.template, logger: Self.logger)
-        return (DatabaseSettings.embedded(cluster, database: name, maximumConnections: 10),
-                "postgres://\(cluster.superuser)@localhost:\(cluster.port)/\(name)?host=\(cluster.socketDirectory)")
+        return (cluster, name)
+    }
+
+    private static func roleName(_ role: Role, _ cluster: EmbeddedPostgres) -> String {
+        role == .owner ? cluster.superuser : cluster.applicationRole
     }
 
     /// An empty database with no schema at all (migration tests).
@@ -128,10 +152,12 @@ enum TestClock {
     }
 }
 
-/// Runs `body` with a store on a fresh database whose client is running.
-func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock, maximumConnections: Int = 40,
+/// Runs `body` with a store on a fresh database whose client is running, connected as the
+/// application role unless the test needs the owner.
+func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock, as role: TestDatabase.Role = .application,
+                                      maximumConnections: Int = 40,
                                       _ body: @Sendable (Store) async throws -> Result) async throws -> Result {
-    let settings = try await TestDatabase.shared.freshDatabase(maximumConnections: maximumConnections)
+    let settings = try await TestDatabase.shared.freshDatabase(as: role, maximumConnections: maximumConnections)
     let runtime = DatabaseRuntime(settings: settings, cluster: nil)
     return try await runtime.withClient(logger: TestDatabase.logger) { client in
         // A longer lease deadline than the daemon's 2 s: the tests run in parallel beside
@@ -139,5 +165,25 @@ func withFreshStore<Result: Sendable>(clock: WallClock = TestClock.clock, maximu
         // longer than that. The deadline itself is tested in DatabaseClientTests.
         try await body(Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
                              logger: TestDatabase.logger, clock: clock))
+    }
+}
+
+/// Runs `body` with two stores on one fresh database: the application role's, which the
+/// test exercises, and the owner's, for SQL only the owner may run (ageing a row, a
+/// trigger of the test's own).
+func withFreshStores<Result: Sendable>(
+    clock: WallClock = TestClock.clock, maximumConnections: Int = 40,
+    _ body: @Sendable (_ app: Store, _ owner: Store) async throws -> Result
+) async throws -> Result {
+    let settings = try await TestDatabase.shared.freshDatabase(maximumConnections: maximumConnections)
+    let ownerSettings = try await TestDatabase.shared.settings(settings, as: .owner)
+    return try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
+        try await DatabaseRuntime(settings: ownerSettings, cluster: nil).withClient(logger: TestDatabase.logger) { ownerClient in
+            func store(_ client: PostgresClient) -> Store {
+                Store(database: DatabaseClient(client, logger: TestDatabase.logger, leaseTimeout: .seconds(20)),
+                      logger: TestDatabase.logger, clock: clock)
+            }
+            return try await body(store(client), store(ownerClient))
+        }
     }
 }

@@ -16,7 +16,8 @@ struct PalletflowWorker: AsyncParsableCommand {
             cluster when it runs, started by the worker itself otherwise. Connects as the application \
             role (the embedded cluster's, or DATABASE_URL's: `palletflow database roles`). Stops on \
             SIGTERM or SIGINT.
-            """)
+            """,
+        version: "\(Release.version) (schema \(Migration.all.count))")
 
     @Option(name: .customLong("data-dir"), help: "Data directory of the embedded PostgreSQL (env PALLETFLOW_DATA_DIR).")
     var dataDirectory: String = ProcessInfo.processInfo.environment["PALLETFLOW_DATA_DIR"] ?? DatabaseRuntime.defaultDataDirectory

@@ -18,6 +18,7 @@ struct Palletflow: AsyncParsableCommand {
             the embedded cluster's superuser otherwise), while palletflowd and palletflow-worker \
             connect as the application role (`palletflow database roles`).
             """,
+        version: "\(Release.version) (schema \(Migration.all.count))",
         subcommands: [Migrate.self, DatabaseCommand.self, Demo.self, EcosystemCommand.self, TokenCommand.self,
                       LedgerCommand.self, IndicatorsCommand.self, Vacuum.self, Backup.self, Restore.self, Archive.self])
 }
@@ -274,19 +275,29 @@ struct LedgerCommand: AsyncParsableCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Prove every balance equals the sum of its entries and every pallet type is conserved.",
-            discussion: "Exits 0 when the ledger holds, 1 when it does not (each violation is printed).")
+            discussion: "Exits 0 when the ledger holds, 2 when it does not (each violation is printed), 1 when the check could not run (the database unreachable, a bad option...): a script tells a broken ledger from a failed check.")
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Check one ecosystem only (id).") var ecosystem: String?
         @Flag(help: "Print the report as JSON.") var json = false
 
+        /// Exit status of a ledger that does not hold.
+        static let brokenLedger: Int32 = 2
+
         func run() async throws {
-            var scope: UUID?
-            if let ecosystem {
-                guard let id = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
-                scope = id
+            let report: LedgerVerification
+            do {
+                var scope: UUID?
+                if let ecosystem {
+                    guard let id = UUID(parsing: ecosystem) else { throw ValidationError("--ecosystem must be a UUID") }
+                    scope = id
+                }
+                let chosen = scope
+                report = try await database.withStore { store in try await store.verifyLedger(ecosystem: chosen) }
+            } catch {
+                // Anything but a verdict on the ledger exits 1, never 2.
+                FileHandle.standardError.write(Data("Error: \(Self.describe(error))\nThe ledger was not checked.\n".utf8))
+                throw ExitCode(1)
             }
-            let chosen = scope
-            let report = try await database.withStore { store in try await store.verifyLedger(ecosystem: chosen) }
             if json {
                 try printJSON(report)
             } else {
@@ -298,7 +309,12 @@ struct LedgerCommand: AsyncParsableCommand {
                 output(report.holds ? "Ledger holds: every balance equals its entries, every pallet type is conserved."
                                     : "Ledger does NOT hold.")
             }
-            if !report.holds { throw ExitCode(1) }
+            if !report.holds { throw ExitCode(Self.brokenLedger) }
+        }
+
+        /// A database error hides its details from `description`; an operator needs them.
+        static func describe(_ error: any Error) -> String {
+            error is ValidationError ? String(describing: error) : String(reflecting: error)
         }
     }
 }

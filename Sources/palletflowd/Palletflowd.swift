@@ -22,7 +22,8 @@ struct Palletflowd: AsyncParsableCommand {
             DATABASE_URL it uses that server, as that URL's role: the application role made by \
             `palletflow database roles`, which cannot rewrite history (migrations are then applied \
             with `palletflow migrate` and the owner's URL).
-            """)
+            """,
+        version: "\(Release.version) (schema \(Migration.all.count))")
 
     @Option(help: "Address to listen on (env PALLETFLOW_HOST). Loopback unless you say otherwise.")
     var host: String = ProcessInfo.processInfo.environment["PALLETFLOW_HOST"] ?? "127.0.0.1"

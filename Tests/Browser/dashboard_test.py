@@ -259,6 +259,7 @@ def main():
         # A plenary session it takes part in: its own section, no other partner named.
         names = {m["id"]: m["name"] for m in members.values()}
         plenary = [s for s in sessions if carrier_id in s["participantIds"]]
+        driver.get_log("browser")  # the other carrier's page answered 404 above, as it should
         if plenary:
             others = [names[p] for p in plenary[-1]["participantIds"]
                       if p != carrier_id and members.get(names.get(p, ""), {}).get("role") not in ("shipper", "coordinator")]

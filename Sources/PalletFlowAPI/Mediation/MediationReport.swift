@@ -336,6 +336,17 @@ struct MediationReport: Sendable {
             <tr><td>Restitution, third quartile of partners</td><td class="n">\(percent(aggregate.restitutionThirdQuartile))</td></tr>
             </tbody></table>
             """
+        // Where the reader stands among the partners: its own rate beside the spread.
+        var bars: [(String, Double)] = []
+        if !mediatorView, let mine = participants.first?.current?.measure(.restitutionRate) { bars.append(("You", mine * 100)) }
+        for (label, value) in [("First quartile", aggregate.restitutionFirstQuartile), ("Median", aggregate.restitutionMedian),
+                               ("Third quartile", aggregate.restitutionThirdQuartile),
+                               ("Whole ecosystem", aggregate.restitutionRate)] {
+            if let value { bars.append((label, value * 100)) }
+        }
+        if !bars.isEmpty {
+            page += WebChart.bars(title: "Restitution this period (%)", unit: "%", bars: bars, dataLabel: "Data")
+        }
         return page + "</section>"
     }
 }

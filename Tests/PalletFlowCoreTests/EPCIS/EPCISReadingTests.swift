@@ -5,7 +5,8 @@ import Testing
 
 /// The shared EPCIS fixtures (openepcis test resources, Apache 2.0), copied in Tests/Fixtures.
 func epcisFixture(_ path: String) throws -> Data {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    // Tests/Fixtures, whatever the folder of this file.
+    let root = URL(fileURLWithPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Tests")
     return try Data(contentsOf: root.appendingPathComponent("Fixtures/epcis/\(path)"))
 }
 

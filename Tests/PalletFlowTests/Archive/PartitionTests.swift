@@ -262,7 +262,8 @@ struct PartitionUpgradeTests {
         let settings = try await TestDatabase.shared.emptyDatabase()
         try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
             try await Migrator(migrations: Migration.all.filter { $0.version <= 8 }).migrate(client, logger: TestDatabase.logger)
-            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            // Tests/Fixtures, whatever the folder of this file.
+            let root = URL(fileURLWithPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Tests")
             let rows = try String(decoding: Data(contentsOf: root.appendingPathComponent("Fixtures/migrations/0008_ledger_rows.sql")),
                                   as: UTF8.self)
             for statement in SQLScript.statements(rows) {

@@ -635,7 +635,8 @@ struct EPCISCaptureTests {
 }
 
 func fixture(_ name: String) throws -> Data {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    // Tests/Fixtures, whatever the folder of this file.
+    let root = URL(fileURLWithPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Tests")
     return try Data(contentsOf: root.appendingPathComponent("Fixtures/epcis/\(name)"))
 }
 

@@ -5,7 +5,7 @@
 -- Deterministic: every random choice is a hash of (movement number, purpose, seed), so the
 -- same n and seed give the same ledger (ids included), relative to the time of the run:
 -- movement ids are time-ordered like the product's, from their record time. Postings follow
--- Sources/PalletFlowCore/LedgerRules.swift line for line (see docs/ledger.md), so
+-- Sources/PalletFlowCore/Ledger/LedgerRules.swift line for line (see docs/ledger.md), so
 -- `palletflow ledger verify` holds: balances = sums of entries, both books conserved per
 -- pallet type, bilateral accounts mirrored, every movement balanced.
 --

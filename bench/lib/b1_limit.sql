@@ -2,7 +2,7 @@
 -- a consignee site with a shortfall of 3), run by pgbench -M prepared, like the daemon: the
 -- token lookup of Store.authenticate (which the daemon caches: pgbench does it every time)
 -- and the single statement of Store.post
--- (Sources/PalletFlowStore/Store+Ledger.swift), with the same
+-- (Sources/PalletFlowStore/Ledger/Store+Ledger.swift), with the same
 -- CTE, the same rows written and the same locks. Differences, all cheaper or equal for
 -- the daemon: values the daemon computes in Swift (the token's SHA-256, the movement id,
 -- the idempotency key, ids picked at random) are computed here in SQL from pgbench's

@@ -80,8 +80,8 @@ FROM (VALUES ('shipper', 1), ('carrier', 50), ('warehouse', 20), ('supplier', 30
      AS r(role, count), generate_series(1, count) k;
 
 INSERT INTO organisations (id, name) SELECT org, name FROM members;
-INSERT INTO memberships (ecosystem_id, id, organisation_id, role)
-SELECT cfg.eco, m.id, m.org, m.role::member_role FROM members m, cfg;
+INSERT INTO memberships (ecosystem_id, id, organisation_id, role, name)
+SELECT cfg.eco, m.id, m.org, m.role::member_role, m.name FROM members m, cfg;
 
 CREATE TEMP TABLE bench_sites ON COMMIT DROP AS
 SELECT pg_temp.id('plant', k) AS id, pg_temp.id('shipper', 1) AS owner, 'Plant ' || k AS name FROM generate_series(1, 10) k

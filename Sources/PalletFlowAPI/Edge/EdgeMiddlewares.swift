@@ -5,7 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-@_spi(Generated) import OpenAPIRuntime
+import OpenAPIRuntime
 import PalletFlowCore
 import PalletFlowStore
 import PostgresNIO
@@ -299,13 +299,10 @@ struct AuthMiddleware<Context: RemoteAddressRequestContext>: RouterMiddleware {
 /// answers JSON (or problem+json); the generated server would check `Accept` only when
 /// encoding the answer, after the write, and answer an error for a write it made.
 struct WriteAcceptMiddleware<Context: RequestContext>: RouterMiddleware {
-    private let converter = Converter(configuration: .init())
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.method == .post || request.method == .put || request.method == .patch,
            request.headers[.accept] != nil, request.uri.path.hasPrefix("/v1/"), !request.uri.path.contains("/epcis/") {
-            // The runtime's own check, so that the answer is the one the operation would give.
-            try converter.validateAcceptIfPresent("application/json", in: request.headers)
+            try MediaTypes.requireAccepts(request.headers, "application/json")
         }
         return try await next(request, context)
     }

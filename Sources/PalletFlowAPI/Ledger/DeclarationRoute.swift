@@ -2,7 +2,6 @@ import PalletFlowContract
 import Foundation
 import HTTPTypes
 import Hummingbird
-@_spi(Generated) import OpenAPIRuntime
 
 /// The two hottest writes, `POST .../movements` (a carrier's TMS declares movements one by
 /// one) and `POST .../movements/batch`, served without the generated layer's request and
@@ -11,17 +10,15 @@ import Hummingbird
 /// result again, pretty printed, only to have it replaced, was work thrown away
 /// (docs/performance.md, change 29).
 ///
-/// The request is read with the generated code's own converter calls, in the same order
-/// (path parameter, Idempotency-Key, Accept, Content-Type, JSON body), so every refusal is
-/// the one the generated layer gives. (An Accept header excluding JSON never gets here:
-/// `WriteAcceptMiddleware` refuses it before any write.)
+/// The request is read in the generated layer's order (path parameter, Idempotency-Key,
+/// Content-Type, JSON body), with the same refusals. (An Accept header excluding JSON never
+/// gets here: `WriteAcceptMiddleware` refuses it before any write.)
 struct DeclarationRoute: Sendable {
     static let method = HTTPRequest.Method.post
     static let single = "/v1/ecosystems/{ecosystemId}/movements"
     static let batch = "/v1/ecosystems/{ecosystemId}/movements/batch"
 
     let api: APIImplementation
-    private let converter = Converter(configuration: .init())
 
     init(api: APIImplementation) {
         self.api = api
@@ -33,20 +30,16 @@ struct DeclarationRoute: Sendable {
     }
 
     func respond(_ request: Request, path: String, parameters: [String: Substring]) async throws -> Response {
-        let headers = request.headers
-        let ecosystemId = try converter.getPathParameterAsURI(
-            in: parameters, name: "ecosystemId", as: Components.Parameters.EcosystemId.self)
-        let idempotencyKey = try converter.getRequiredHeaderFieldAsURI(
-            in: headers, name: "Idempotency-Key", as: Components.Parameters.IdempotencyKey.self)
+        let raw = parameters["ecosystemId"].map(String.init) ?? ""
+        let ecosystemId = raw.removingPercentEncoding ?? raw
+        guard let idempotencyKey = request.headers[.idempotencyKey] else { throw idempotencyKeyRequired }
         if path == Self.batch {
             _ = try await api.declareMovementBatch(.init(
-                path: .init(ecosystemId: ecosystemId),
-                headers: .init(idempotencyKey: idempotencyKey, accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
+                path: .init(ecosystemId: ecosystemId), headers: .init(idempotencyKey: idempotencyKey),
                 body: .json(try await body(of: request, as: Components.Schemas.MovementBatch.self))))
         } else {
             _ = try await api.declareMovement(.init(
-                path: .init(ecosystemId: ecosystemId),
-                headers: .init(idempotencyKey: idempotencyKey, accept: try converter.extractAcceptHeaderIfPresent(in: headers)),
+                path: .init(ecosystemId: ecosystemId), headers: .init(idempotencyKey: idempotencyKey),
                 body: .json(try await body(of: request, as: Components.Schemas.MovementDeclaration.self))))
         }
         // The handlers set the stored answer on every path that answers 201 (posted now, or
@@ -58,8 +51,7 @@ struct DeclarationRoute: Sendable {
     }
 
     private func body<Body: Decodable>(of request: Request, as type: Body.Type) async throws -> Body {
-        _ = try converter.bestContentType(received: converter.extractContentTypeIfPresent(in: request.headers),
-                                          options: ["application/json"])
+        try MediaTypes.requireContentType(request.headers, "application/json")
         // Already collected by BodyBufferMiddleware: this takes the buffer, it does not read again.
         var request = request
         let buffer = try await request.collectBody(upTo: .max)

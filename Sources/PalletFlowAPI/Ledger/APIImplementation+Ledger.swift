@@ -19,9 +19,7 @@ extension APIImplementation {
         var check = Validator()
         let declaration = convert(body, directory: directory, prefix: "", check: &check)
         let now = store.now
-        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: now) {
-            check.add(error.field, error.message)
-        }
+        check.apply(declaration, declarer: declarer, directory: directory, now: now)
         try check.throwIfInvalid()
         var movement = try await prepare(declaration, caller: caller, ecosystem: ecosystem, recordTime: now,
                                          issueNotes: body.palletNote?.issue ?? false, serial: body.palletNote?.serial)
@@ -157,12 +155,8 @@ extension APIImplementation {
         for (index, item) in body.movements.enumerated() {
             let prefix = "movements[\(index)]"
             let declaration = convert(item, directory: directory, prefix: prefix, check: &check)
-            if declaration.kind == .inventory {
-                check.add(prefix + ".kind", "inventory counts are declared one at a time (POST /movements)")
-            }
-            for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: now, field: prefix) {
-                check.add(error.field, error.message)
-            }
+            check.apply(declaration, declarer: declarer, directory: directory, now: now, field: prefix,
+                        refusingInventory: "inventory counts are declared one at a time (POST /movements)")
             declarations.append((declaration, item))
         }
         try check.throwIfInvalid()
@@ -220,11 +214,8 @@ extension APIImplementation {
         var check = Validator()
         let now = store.now
         for (index, declaration) in parsed.declarations.enumerated() {
-            let prefix = "row[\(parsed.rows[index][0])]"
-            if declaration.kind == .inventory { check.add(prefix + ".kind", "inventory counts are declared one at a time") }
-            for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: now, field: prefix) {
-                check.add(error.field, error.message)
-            }
+            check.apply(declaration, declarer: declarer, directory: directory, now: now,
+                        field: "row[\(parsed.rows[index][0])]", refusingInventory: "inventory counts are declared one at a time")
         }
         try check.throwIfInvalid()
         var movements: [MovementToPost] = []
@@ -391,12 +382,8 @@ extension APIImplementation {
             var check = Validator()
             correction = convert(corrected, directory: directory, prefix: "correction", check: &check)
             if let correction, let declarer = directory.members[movement.declarer] {
-                let correction = correction
-                for error in LedgerRules.validate(correction, declarer: declarer, directory: directory, now: store.now,
-                                                  field: "correction") {
-                    check.add(error.field, error.message)
-                }
-                if correction.kind == .inventory { check.add("correction.kind", "an inventory cannot be a correction") }
+                check.apply(correction, declarer: declarer, directory: directory, now: store.now, field: "correction",
+                            refusingInventory: "an inventory cannot be a correction")
             }
             try check.throwIfInvalid()
         }

@@ -248,3 +248,19 @@ extension LedgerRules {
         return to
     }
 }
+
+extension Validator {
+    /// The ledger's rules for one declaration of a request, its errors under `field`; where
+    /// the request cannot take an inventory (a batch, a CSV, a correction), `inventory` is
+    /// why, reported on `field.kind`. The one place the single, batch, CSV and reversal
+    /// routes check what they are about to post.
+    public mutating func apply(_ declaration: MovementDeclaration, declarer: Member, directory: Directory, now: Instant,
+                               field: String = "", refusingInventory inventory: String? = nil) {
+        if let inventory, declaration.kind == .inventory {
+            add(field.isEmpty ? "kind" : field + ".kind", inventory)
+        }
+        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory, now: now, field: field) {
+            add(error.field, error.message)
+        }
+    }
+}

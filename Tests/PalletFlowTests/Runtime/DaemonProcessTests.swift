@@ -93,6 +93,21 @@ struct DaemonProcessTests {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    @Test("palletflow ledger verify exits 1 for a command line it cannot read, never 2 (a broken ledger); --version names release and schema")
+    func verifyExitStatus() throws {
+        let cli = Self.binary.replacingOccurrences(of: "/palletflowd", with: "/palletflow")
+        let (status, text) = try run(cli, ["ledger", "verify", "--ecosystem", "not-an-id"])
+        #expect(status == 1, "\(text)")
+        #expect(text.contains("'not-an-id' is invalid for '--ecosystem"), "\(text)")
+        #expect(text.contains("The ledger was not checked."), "\(text)")
+        // Other commands keep ArgumentParser's usage status.
+        let (usage, _) = try run(cli, ["token", "issue", "--ecosystem", "x", "--member", "y"])
+        #expect(usage == 64)
+        let (versionStatus, version) = try run(cli, ["--version"])
+        #expect(versionStatus == 0)
+        #expect(version.contains("(schema \(Migration.all.count))"), "\(version)")
+    }
+
     @Test("given a certificate and key, the daemon serves HTTPS (TLS 1.2+) and no plain HTTP; one without the other is refused")
     func https() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the daemon first: \(Self.binary)")

@@ -54,7 +54,7 @@ struct Palletflowd: AsyncParsableCommand {
     /// Twice the processors, at least 4: more transactions at once than PostgreSQL has cores
     /// to run them only queue inside the database, holding row locks while they wait for a
     /// CPU; with 20 connections on 2 cores the p99 of declarations at 1,000/s was 133 ms,
-    /// with 4 it was 38 ms, at the same throughput (docs/performance.md, change 13).
+    /// with 4 it was 38 ms, at the same throughput (docs/performance.md, 'What limits each figure', B1).
     static var defaultDatabaseConnections: Int { max(4, 2 * ProcessInfo.processInfo.activeProcessorCount) }
 
     @Option(name: .customLong("statement-timeout-seconds"),

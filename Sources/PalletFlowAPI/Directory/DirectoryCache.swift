@@ -12,7 +12,8 @@ import Synchronization
 /// version moved are the directory's rows read again: four queries, tens of milliseconds for
 /// an ecosystem of 2,000 sites. Reloading every two seconds made every request arriving
 /// during the reload wait for it, a stall the 99th percentile saw (docs/performance.md,
-/// change 16). Writes through this process make the next request check at once.
+/// 'What limits each figure', latency). Writes through this process make the next request
+/// check at once.
 ///
 /// Requests that need a check while one is in flight wait for it instead of starting their
 /// own (change 9). A copy past its lifetime is never used unchecked: serving it while a

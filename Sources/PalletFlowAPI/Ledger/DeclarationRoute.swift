@@ -8,7 +8,7 @@ import Hummingbird
 /// response conversions. Their answer is always the bytes the idempotency layer stored with
 /// the key, which `BodyBufferMiddleware` sends, so the generated server encoding the same
 /// result again, pretty printed, only to have it replaced, was work thrown away
-/// (docs/performance.md, change 29).
+/// (docs/performance.md, 'What limits each figure', B1).
 ///
 /// The request is read in the generated layer's order (path parameter, Idempotency-Key,
 /// Content-Type, JSON body), with the same refusals. (An Accept header excluding JSON never

@@ -31,7 +31,7 @@ public struct Instant: Sendable, Hashable, Codable, CustomStringConvertible {
         let seconds = microsOfDay / 1_000_000
         let micros = microsOfDay % 1_000_000
         // Digits written by hand: String(format:) went through CoreFoundation's formatter,
-        // 1% of the daemon's CPU per declaration (docs/performance.md, change 20).
+        // 1% of the daemon's CPU per declaration (docs/performance.md, 'What limits each figure', B1).
         var text = [UInt8]()
         text.reserveCapacity(32)
         if year < 0 { text.append(UInt8(ascii: "-")) }

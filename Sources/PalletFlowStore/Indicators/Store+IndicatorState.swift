@@ -157,7 +157,7 @@ extension Store {
     /// After a build of the state, outside its transaction: VACUUM marks the new pages
     /// all-visible, so the updates' index-only look-ups (`indicator_lateness_value_idx`)
     /// stop visiting the table for each row, as they did until autovacuum came by (B5 at
-    /// 10M right after a build: 1.6 to 2.5 s, docs/performance.md, change 28).
+    /// 10M right after a build: 1.6 to 2.5 s, docs/performance.md, 'What limits each figure', B5).
     /// The build is committed either way: a failure here (a statement limit) only leaves the
     /// pages to autovacuum, as before.
     /// Only the tables' owner may VACUUM them: the worker (the application role) leaves the

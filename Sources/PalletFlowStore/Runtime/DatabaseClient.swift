@@ -200,7 +200,7 @@ public final class DatabaseClient: Sendable {
     /// of the commit. A commit that fails (a crash: PostgreSQL flushes the pending
     /// CommandComplete as it dies; an error at commit) closes the connection, and this
     /// throws. One round trip after the statement, where BEGIN and COMMIT around it took
-    /// two (docs/performance.md, change 27).
+    /// two (docs/performance.md, 'What limits each figure', B1).
     public static func committed(on connection: PostgresConnection, logger: Logger) async throws {
         let proof: EventLoopFuture<PostgresQueryResult> = connection.query("SELECT 1", logger: logger)
         // postgres-nio 1.33 drops a statement written to a connection whose channel has
@@ -281,7 +281,7 @@ public final class DatabaseClient: Sendable {
     /// One timer checks every waiting lease every 50 ms and runs only while some wait. A
     /// timer per lease (a second child task sleeping beside each one) cost the daemon about a
     /// tenth of its CPU during B1, as every `Task.sleep` goes through libdispatch's timer
-    /// thread and fires once more after the lease (docs/performance.md, change 25).
+    /// thread and fires once more after the lease (docs/performance.md, 'What limits each figure', B1).
     private func watch(expire: @escaping @Sendable () -> Bool) -> UInt64 {
         let task = withUnsafeCurrentTask { $0 }
         let (id, startTimer) = watched.withLock { watched -> (UInt64, Bool) in

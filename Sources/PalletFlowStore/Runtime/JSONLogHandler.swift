@@ -7,7 +7,7 @@ import PalletFlowCore
 /// layout of swift-log's `StreamLogHandler`. The metadata is rendered when a line is
 /// written; `StreamLogHandler` renders it each time a key is set, and the daemon sets the
 /// request id and the member on every request (2% of its CPU per declaration at warning
-/// level, where nothing is written: docs/performance.md, change 20).
+/// level, where nothing is written: docs/performance.md, 'What limits each figure', B1).
 public struct JSONLogHandler: LogHandler {
     public enum Format: Sendable { case json, text }
 

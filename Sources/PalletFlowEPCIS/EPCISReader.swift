@@ -128,65 +128,110 @@ public enum EPCISReader {
 
     static func readEvent(_ value: JSONValue, index: Int, path base: String,
                           prefixes: [String: String]) -> Result<EPCISEvent, ValidationFailure> {
-        var check = Validator()
-        func path(_ name: String) -> String { base.isEmpty ? name : base + "." + name }
         guard var fields = value.object else {
             return .failure(ValidationFailure([FieldError(base.isEmpty ? "body" : base, "must be an event object")]))
         }
         fields.removeValue(forKey: "recordTime")
+        // Every part is read even after an error, so one answer lists all of the event's errors.
+        var event = EventFields(fields: fields, base: base)
+        let type = event.readType()
+        event.checkExtensions(prefixes: prefixes)
+        let eventID = event.readEventID()
+        let (eventTime, offsetText) = event.readTime()
+        let action = event.readAction(type: type)
+        let bizStep = event.term("bizStep", .bizStep)
+        let disposition = event.term("disposition", .disposition)
+        let readPoint = event.location("readPoint")
+        let bizLocation = event.location("bizLocation")
+        let transactions = event.readBizTransactions(type: type)
+        let sources = event.parties("sourceList", "source")
+        let destinations = event.parties("destinationList", "destination")
+        let epcs = event.readEPCs()
+        let quantities = event.readQuantities()
+        event.checkParent(type: type, action: action)
+        let declaration = event.readErrorDeclaration(eventID: eventID)
 
-        let type = fields["type"]?.string ?? ""
-        if fields["type"] == nil {
-            check.add(path("type"), "is required")
-        } else if !eventTypes.contains(type) {
-            check.add(path("type"), "must be one of \(eventTypes.sorted().joined(separator: ", "))")
+        if !event.check.errors.isEmpty { return .failure(ValidationFailure(event.check.errors)) }
+        return .success(EPCISEvent(
+            index: index, type: type, eventID: eventID, eventTime: eventTime, eventTimeZoneOffset: offsetText!,
+            action: action, bizStep: bizStep, disposition: disposition, readPoint: readPoint, bizLocation: bizLocation,
+            bizTransactions: transactions, sources: sources, destinations: destinations, epcs: epcs,
+            quantities: quantities, errorDeclaration: declaration, json: fields))
+    }
+
+    /// One event's fields being read, and the errors found so far in the order of the
+    /// schema's parts, with paths starting at `base`.
+    struct EventFields {
+        let fields: [String: JSONValue]
+        let base: String
+        var check = Validator()
+
+        func path(_ name: String) -> String { base.isEmpty ? name : base + "." + name }
+
+        mutating func readType() -> String {
+            let type = fields["type"]?.string ?? ""
+            if fields["type"] == nil {
+                check.add(path("type"), "is required")
+            } else if !eventTypes.contains(type) {
+                check.add(path("type"), "must be one of \(eventTypes.sorted().joined(separator: ", "))")
+            }
+            return type
         }
 
-        for key in fields.keys.sorted() where !standardEventKeys.contains(key) {
-            check.check(isNamespaced(key, prefixes: prefixes), path(key),
-                        "is not an EPCIS field; an extension needs a namespace prefix declared in @context")
-        }
-
-        var eventID: String?
-        if let id = fields["eventID"] {
-            if let text = id.string, CBV.isURI(text), text.count <= 512 {
-                eventID = text
-            } else {
-                check.add(path("eventID"), "must be a URI of at most 512 characters")
+        /// A field the standard does not name is an extension: it must say whose it is.
+        mutating func checkExtensions(prefixes: [String: String]) {
+            for key in fields.keys.sorted() where !standardEventKeys.contains(key) {
+                check.check(isNamespaced(key, prefixes: prefixes), path(key),
+                            "is not an EPCIS field; an extension needs a namespace prefix declared in @context")
             }
         }
 
-        let offsetText = fields["eventTimeZoneOffset"]?.string
-        var offset: Int?
-        if fields["eventTimeZoneOffset"] == nil {
-            check.add(path("eventTimeZoneOffset"), "is required, e.g. \"+02:00\"")
-        } else if let text = offsetText, let minutes = parseOffset(text) {
-            offset = minutes
-        } else {
-            check.add(path("eventTimeZoneOffset"), "must be an offset like \"+02:00\" or \"-06:00\"")
+        mutating func readEventID() -> String? {
+            guard let id = fields["eventID"] else { return nil }
+            if let text = id.string, CBV.isURI(text), text.count <= 512 { return text }
+            check.add(path("eventID"), "must be a URI of at most 512 characters")
+            return nil
         }
-        var eventTime = Instant(microsecondsSinceEpoch: 0)
-        if let text = fields["eventTime"] {
-            if let parsed = text.string.flatMap(Instant.parse) {
-                eventTime = Instant(microsecondsSinceEpoch: parsed.microsecondsSinceEpoch, offsetMinutes: offset ?? parsed.offsetMinutes)
+
+        /// The event time carries eventTimeZoneOffset rather than the timestamp's own offset:
+        /// EPCIS makes that field the local time where the event happened.
+        mutating func readTime() -> (eventTime: Instant, offsetText: String?) {
+            let offsetText = fields["eventTimeZoneOffset"]?.string
+            var offset: Int?
+            if fields["eventTimeZoneOffset"] == nil {
+                check.add(path("eventTimeZoneOffset"), "is required, e.g. \"+02:00\"")
+            } else if let text = offsetText, let minutes = parseOffset(text) {
+                offset = minutes
             } else {
-                check.add(path("eventTime"), "must be an RFC 3339 date-time with offset, e.g. 2026-11-20T07:45:00+01:00")
+                check.add(path("eventTimeZoneOffset"), "must be an offset like \"+02:00\" or \"-06:00\"")
             }
-        } else {
-            check.add(path("eventTime"), "is required")
+            var eventTime = Instant(microsecondsSinceEpoch: 0)
+            if let text = fields["eventTime"] {
+                if let parsed = text.string.flatMap(Instant.parse) {
+                    eventTime = Instant(microsecondsSinceEpoch: parsed.microsecondsSinceEpoch, offsetMinutes: offset ?? parsed.offsetMinutes)
+                } else {
+                    check.add(path("eventTime"), "must be an RFC 3339 date-time with offset, e.g. 2026-11-20T07:45:00+01:00")
+                }
+            } else {
+                check.add(path("eventTime"), "is required")
+            }
+            return (eventTime, offsetText)
         }
 
-        let action = fields["action"]?.string
-        if type == "TransformationEvent" {
-            check.check(fields["action"] == nil, path("action"), "must be absent on a TransformationEvent")
-        } else if let value = fields["action"] {
-            check.check(action.map { ["ADD", "OBSERVE", "DELETE"].contains($0) } ?? false, path("action"),
-                        "must be ADD, OBSERVE or DELETE, got \(value.string.map { "\"\($0)\"" } ?? value.kindName)")
-        } else if eventTypes.contains(type) {
-            check.add(path("action"), "is required on a \(type)")
+        mutating func readAction(type: String) -> String? {
+            let action = fields["action"]?.string
+            if type == "TransformationEvent" {
+                check.check(fields["action"] == nil, path("action"), "must be absent on a TransformationEvent")
+            } else if let value = fields["action"] {
+                check.check(action.map { ["ADD", "OBSERVE", "DELETE"].contains($0) } ?? false, path("action"),
+                            "must be ADD, OBSERVE or DELETE, got \(value.string.map { "\"\($0)\"" } ?? value.kindName)")
+            } else if eventTypes.contains(type) {
+                check.add(path("action"), "is required on a \(type)")
+            }
+            return action
         }
 
-        func term(_ key: String, _ vocabulary: CBV.Vocabulary) -> CBV.Term? {
+        mutating func term(_ key: String, _ vocabulary: CBV.Vocabulary) -> CBV.Term? {
             guard let value = fields[key] else { return nil }
             guard let text = value.string, let term = CBV.term(text, in: vocabulary) else {
                 check.add(path(key), "must be a CBV \(key) word (such as \(vocabulary.words.sorted().prefix(3).joined(separator: ", "))) or a URI")
@@ -194,10 +239,8 @@ public enum EPCISReader {
             }
             return term
         }
-        let bizStep = term("bizStep", .bizStep)
-        let disposition = term("disposition", .disposition)
 
-        func location(_ key: String) -> String? {
+        mutating func location(_ key: String) -> String? {
             guard let value = fields[key] else { return nil }
             guard let id = value["id"]?.string, CBV.isURI(id) else {
                 check.add(path(key + ".id"), "must be a URI (an SGLN such as urn:epc:id:sgln:4012345.00001.0)")
@@ -205,39 +248,38 @@ public enum EPCISReader {
             }
             return id
         }
-        let readPoint = location("readPoint")
-        let bizLocation = location("bizLocation")
 
-        var transactions: [EPCISEvent.BizTransaction] = []
-        if let value = fields["bizTransactionList"] {
-            if let items = value.array {
-                for (position, item) in items.enumerated() {
-                    let itemPath = path("bizTransactionList[\(position)]")
-                    guard let text = item["bizTransaction"]?.string, CBV.isURI(text) else {
-                        check.add(itemPath + ".bizTransaction", "is required: a URI")
-                        continue
+        /// The delivery notes and orders an event cites; a TransactionEvent is about them,
+        /// so it must cite one.
+        mutating func readBizTransactions(type: String) -> [EPCISEvent.BizTransaction] {
+            var transactions: [EPCISEvent.BizTransaction] = []
+            if let value = fields["bizTransactionList"] {
+                if let items = value.array {
+                    for (position, item) in items.enumerated() {
+                        let itemPath = path("bizTransactionList[\(position)]")
+                        guard let text = item["bizTransaction"]?.string, CBV.isURI(text) else {
+                            check.add(itemPath + ".bizTransaction", "is required: a URI")
+                            continue
+                        }
+                        var type: CBV.Term?
+                        if let raw = item["type"] {
+                            type = raw.string.flatMap { CBV.term($0, in: .bizTransactionType) }
+                            if type == nil { check.add(itemPath + ".type", "must be a CBV business transaction type or a URI") }
+                        }
+                        transactions.append(.init(type: type, value: text))
                     }
-                    var type: CBV.Term?
-                    if let raw = item["type"] {
-                        type = raw.string.flatMap { CBV.term($0, in: .bizTransactionType) }
-                        if type == nil { check.add(itemPath + ".type", "must be a CBV business transaction type or a URI") }
-                    }
-                    transactions.append(.init(type: type, value: text))
+                } else {
+                    check.add(path("bizTransactionList"), "must be an array")
                 }
-            } else {
-                check.add(path("bizTransactionList"), "must be an array")
             }
-        }
-        if type == "TransactionEvent", transactions.isEmpty, fields["bizTransactionList"]?.array != nil || fields["bizTransactionList"] == nil {
-            check.add(path("bizTransactionList"), "is required on a TransactionEvent and must not be empty")
+            if type == "TransactionEvent", transactions.isEmpty, fields["bizTransactionList"]?.array != nil || fields["bizTransactionList"] == nil {
+                check.add(path("bizTransactionList"), "is required on a TransactionEvent and must not be empty")
+            }
+            return transactions
         }
 
-        func parties(_ key: String, _ member: String) -> [EPCISEvent.Party] {
-            guard let value = fields[key] else { return [] }
-            guard let items = value.array else {
-                check.add(path(key), "must be an array")
-                return []
-            }
+        mutating func parties(_ key: String, _ member: String) -> [EPCISEvent.Party] {
+            guard let items = list(key, notAnArray: "must be an array") else { return [] }
             var result: [EPCISEvent.Party] = []
             for (position, item) in items.enumerated() {
                 let itemPath = path("\(key)[\(position)]")
@@ -249,57 +291,75 @@ public enum EPCISReader {
             }
             return result
         }
-        let sources = parties("sourceList", "source")
-        let destinations = parties("destinationList", "destination")
 
-        var epcs: [String] = []
-        for key in ["epcList", "childEPCs", "inputEPCList", "outputEPCList"] {
-            guard let value = fields[key] else { continue }
+        /// The items of a list field; nil when the event has no such field, or (an error) when
+        /// it is not an array.
+        mutating func list(_ key: String, notAnArray message: String) -> [JSONValue]? {
+            guard let value = fields[key] else { return nil }
             guard let items = value.array else {
-                check.add(path(key), "must be an array of URIs")
-                continue
+                check.add(path(key), message)
+                return nil
             }
-            for (position, item) in items.enumerated() {
-                if let text = item.string, CBV.isURI(text) {
-                    epcs.append(text)
-                } else {
-                    check.add(path("\(key)[\(position)]"), "must be a URI")
-                }
-            }
+            return items
         }
-        var quantities: [EPCISEvent.QuantityElement] = []
-        for key in ["quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"] {
-            guard let value = fields[key] else { continue }
-            guard let items = value.array else {
-                check.add(path(key), "must be an array")
-                continue
-            }
-            for (position, item) in items.enumerated() {
-                let itemPath = path("\(key)[\(position)]")
-                guard item.object != nil else {
-                    check.add(itemPath, "must be an object with epcClass and quantity")
-                    continue
-                }
-                let epcClass = item["epcClass"]?.string
-                if epcClass == nil || !CBV.isURI(epcClass!) { check.add(itemPath + ".epcClass", "is required: a URI") }
-                var quantity: Double?
-                if let raw = item["quantity"] {
-                    if case .number(let number) = raw, number >= 0 {
-                        quantity = number
+
+        /// Serialised GRAIs may come in any of the event types' EPC lists.
+        mutating func readEPCs() -> [String] {
+            var epcs: [String] = []
+            for key in ["epcList", "childEPCs", "inputEPCList", "outputEPCList"] {
+                guard let items = list(key, notAnArray: "must be an array of URIs") else { continue }
+                for (position, item) in items.enumerated() {
+                    if let text = item.string, CBV.isURI(text) {
+                        epcs.append(text)
                     } else {
-                        check.add(itemPath + ".quantity", "must be a non-negative number, got \(raw.kindName)")
+                        check.add(path("\(key)[\(position)]"), "must be a URI")
                     }
                 }
-                var uom: String?
-                if let raw = item["uom"] {
-                    uom = raw.string
-                    check.check(uom.map { (2...3).contains($0.count) } ?? false, itemPath + ".uom",
-                                "must be a UN/CEFACT unit code of 2 or 3 characters")
-                }
-                if let epcClass { quantities.append(.init(epcClass: epcClass, quantity: quantity, uom: uom)) }
             }
+            return epcs
         }
-        if ["AggregationEvent", "AssociationEvent"].contains(type) {
+
+        /// Pallet counts by class may come in any of the event types' quantity lists.
+        mutating func readQuantities() -> [EPCISEvent.QuantityElement] {
+            var quantities: [EPCISEvent.QuantityElement] = []
+            for key in ["quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"] {
+                guard let items = list(key, notAnArray: "must be an array") else { continue }
+                for (position, item) in items.enumerated() {
+                    if let quantity = readQuantity(item, path: path("\(key)[\(position)]")) { quantities.append(quantity) }
+                }
+            }
+            return quantities
+        }
+
+        mutating func readQuantity(_ item: JSONValue, path itemPath: String) -> EPCISEvent.QuantityElement? {
+            guard item.object != nil else {
+                check.add(itemPath, "must be an object with epcClass and quantity")
+                return nil
+            }
+            let epcClass = item["epcClass"]?.string
+            if epcClass == nil || !CBV.isURI(epcClass!) { check.add(itemPath + ".epcClass", "is required: a URI") }
+            var quantity: Double?
+            if let raw = item["quantity"] {
+                if case .number(let number) = raw, number >= 0 {
+                    quantity = number
+                } else {
+                    check.add(itemPath + ".quantity", "must be a non-negative number, got \(raw.kindName)")
+                }
+            }
+            var uom: String?
+            if let raw = item["uom"] {
+                uom = raw.string
+                check.check(uom.map { (2...3).contains($0.count) } ?? false, itemPath + ".uom",
+                            "must be a UN/CEFACT unit code of 2 or 3 characters")
+            }
+            guard let epcClass else { return nil }
+            return .init(epcClass: epcClass, quantity: quantity, uom: uom)
+        }
+
+        /// An aggregation names the parent it loads onto or unloads from; only an OBSERVE
+        /// may leave it out.
+        mutating func checkParent(type: String, action: String?) {
+            guard ["AggregationEvent", "AssociationEvent"].contains(type) else { return }
             let needsParent = type == "AssociationEvent" || (action != nil && action != "OBSERVE")
             if let parent = fields["parentID"] {
                 check.check(parent.string.map(CBV.isURI) ?? false, path("parentID"), "must be a URI")
@@ -308,8 +368,9 @@ public enum EPCISReader {
             }
         }
 
-        var declaration: EPCISEvent.ErrorDeclaration?
-        if let value = fields["errorDeclaration"] {
+        /// An error declaration retracts the event of the same eventID, so it needs one.
+        mutating func readErrorDeclaration(eventID: String?) -> EPCISEvent.ErrorDeclaration? {
+            guard let value = fields["errorDeclaration"] else { return nil }
             let declPath = path("errorDeclaration")
             let time = value["declarationTime"]?.string.flatMap(Instant.parse)
             if time == nil { check.add(declPath + ".declarationTime", "is required: an RFC 3339 date-time with offset") }
@@ -327,15 +388,9 @@ public enum EPCISReader {
                 }
             }
             if eventID == nil { check.add(path("eventID"), "is required on an error declaration: it names the event retracted") }
-            if let time { declaration = .init(declarationTime: time, reason: reason, correctiveEventIDs: corrective) }
+            guard let time else { return nil }
+            return .init(declarationTime: time, reason: reason, correctiveEventIDs: corrective)
         }
-
-        if let failure = check.errors.isEmpty ? nil : ValidationFailure(check.errors) { return .failure(failure) }
-        return .success(EPCISEvent(
-            index: index, type: type, eventID: eventID, eventTime: eventTime, eventTimeZoneOffset: offsetText!,
-            action: action, bizStep: bizStep, disposition: disposition, readPoint: readPoint, bizLocation: bizLocation,
-            bizTransactions: transactions, sources: sources, destinations: destinations, epcs: epcs,
-            quantities: quantities, errorDeclaration: declaration, json: fields))
     }
 
     /// `prefix:name` with the prefix bound in the context, or a full URI as the key.

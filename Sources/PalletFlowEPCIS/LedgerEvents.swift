@@ -65,7 +65,18 @@ public enum LedgerEvents {
             "palletflow:movementKind": .string(kind.rawValue),
         ]
         if let disposition = disposition(kind) { event["disposition"] = .string(disposition) }
+        renderParties(of: declaration, into: &event, directory: directory)
+        renderLines(of: declaration, into: &event, directory: directory)
+        renderReferences(declaration.references, into: &event)
+        if facts.retracts != nil { event["errorDeclaration"] = errorDeclaration(of: facts) }
+        return event
+    }
 
+    /// Sources, destinations and read point as the capture mapping reads them back: the
+    /// side holding the pallets is the possessing party, the side whose pallets they are
+    /// the owning party, and the read point is where the pallets were seen.
+    static func renderParties(of declaration: MovementDeclaration, into event: inout [String: JSONValue],
+                              directory: PalletDirectory) {
         var sources: [JSONValue] = []
         var destinations: [JSONValue] = []
         func entry(_ type: String, _ key: String, _ id: String) -> JSONValue {
@@ -74,7 +85,7 @@ public enum LedgerEvents {
         let from = declaration.from
         let to = declaration.to
         var readPoint: UUID?
-        switch kind {
+        switch declaration.kind {
         case .pickup:
             if let from { sources.append(entry("owning_party", "source", directory.partyURI(from.party))) }
             if let to { destinations.append(entry("possessing_party", "destination", directory.partyURI(to.party))) }
@@ -104,9 +115,12 @@ public enum LedgerEvents {
         if !sources.isEmpty { event["sourceList"] = .array(sources) }
         if !destinations.isEmpty { event["destinationList"] = .array(destinations) }
         if let readPoint { event["readPoint"] = .object(["id": .string(directory.siteURI(readPoint))]) }
+    }
 
-        // One quantity per pallet type; qualities go to the b4l extension when there is
-        // one quality, and to palletflow:lines always.
+    /// One quantity per pallet type; qualities go to the b4l extension when there is
+    /// one quality, and to palletflow:lines always.
+    static func renderLines(of declaration: MovementDeclaration, into event: inout [String: JSONValue],
+                            directory: PalletDirectory) {
         var perType: [UUID: Int64] = [:]
         var order: [UUID] = []
         for line in declaration.lines {
@@ -137,9 +151,12 @@ public enum LedgerEvents {
             if let target = line.targetQuality { fields["targetQuality"] = .string(target.rawValue) }
             return .object(fields)
         })
+    }
 
+    /// Order, delivery note and CMR as CBV business transactions; a pallet note as the
+    /// Block4Log voucher, a GDTI when it reads as one.
+    static func renderReferences(_ references: MovementReferences, into event: inout [String: JSONValue]) {
         var transactions: [JSONValue] = []
-        let references = declaration.references
         if let order = references.order { transactions.append(.object(["type": .string("po"), "bizTransaction": .string(uriOrURN(order, "po"))])) }
         if let note = references.deliveryNote {
             transactions.append(.object(["type": .string("desadv"), "bizTransaction": .string(uriOrURN(note, "desadv"))]))
@@ -151,19 +168,21 @@ public enum LedgerEvents {
             transactions.append(.object(["type": .string(PalletEventMapping.voucherType), "bizTransaction": .string(value)]))
         }
         if !transactions.isEmpty { event["bizTransactionList"] = .array(transactions) }
-
-        if facts.retracts != nil {
-            var declarationFields: [String: JSONValue] = [
-                "declarationTime": .string(facts.recordTime.rfc3339(keepingOffset: false)),
-                "reason": .string("incorrect_data"),
-            ]
-            if let correction = facts.correction {
-                declarationFields["correctiveEventIDs"] = .array([.string("urn:uuid:" + correction.uuidString.lowercased())])
-            }
-            event["errorDeclaration"] = .object(declarationFields)
-        }
-        return event
     }
+
+    /// A reversal is the error declaration of the movement it cancels, naming the
+    /// corrected movement as its corrective event.
+    static func errorDeclaration(of facts: LedgerEventFacts) -> JSONValue {
+        var declarationFields: [String: JSONValue] = [
+            "declarationTime": .string(facts.recordTime.rfc3339(keepingOffset: false)),
+            "reason": .string("incorrect_data"),
+        ]
+        if let correction = facts.correction {
+            declarationFields["correctiveEventIDs"] = .array([.string("urn:uuid:" + correction.uuidString.lowercased())])
+        }
+        return .object(declarationFields)
+    }
+
 
     /// A free-text reference as a URI, as bizTransaction requires.
     static func uriOrURN(_ text: String, _ type: String) -> String {

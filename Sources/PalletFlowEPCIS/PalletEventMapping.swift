@@ -40,53 +40,8 @@ public enum PalletEventMapping {
     public static func meaning(of event: EPCISEvent, prefixes: [String: String], directory: PalletDirectory,
                                declarer: Member, now: Instant, path base: String) -> Result<PalletEventMeaning, ValidationFailure> {
         var check = Validator()
-        func path(_ name: String) -> String { base.isEmpty ? name : base + "." + name }
-
-        // Pallet lines: class quantities and serialised GRAIs of known pallet types.
-        var counts: [(type: UUID, quantity: Int64, field: String)] = []
-        var missingQuantity: [String] = []
-        let quantityKeys = event.json["quantityList"] != nil ? "quantityList" : "childQuantityList"
-        for (position, element) in event.quantities.enumerated() {
-            guard let type = directory.palletType(forClass: element.epcClass) else { continue }
-            let field = path("\(quantityKeys)[\(position)].quantity")
-            guard let quantity = element.quantity else {
-                missingQuantity.append(directory.directory.palletTypes[type.id]?.code ?? element.epcClass)
-                continue
-            }
-            guard quantity.rounded() == quantity, quantity >= 1, quantity <= Double(DeclarationLimits.quantityMax) else {
-                check.add(field, "must be a whole number of pallets between 1 and \(DeclarationLimits.quantityMax), got \(quantity)")
-                continue
-            }
-            if let uom = element.uom, uom != "H87", uom != "C62", uom != "EA" {
-                check.add(path("\(quantityKeys)[\(position)].uom"), "pallets are counted in pieces (H87, C62 or EA), got \(uom)")
-            }
-            counts.append((type.id, Int64(quantity), field))
-        }
-        var serialised: [UUID: Int64] = [:]
-        for epc in event.epcs where GS1Key.isSerialisedGRAI(epc) {
-            if let type = directory.palletType(forClass: epc) { serialised[type.id, default: 0] += 1 }
-        }
-        for (type, quantity) in serialised.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
-            counts.append((type, quantity, path("epcList")))
-        }
-
-        // Quality and tradability extensions.
-        var quality = QualityGrade.a
-        if let level = event.extensionValue(namespace: b4lNamespace, name: "qualityLevel", prefixes: prefixes) {
-            switch level.string {
-            case "A": quality = .a
-            case "B": quality = .b
-            case "C": quality = .c
-            default: check.add(path("b4l:qualityLevel"), "must be \"A\", \"B\" or \"C\"")
-            }
-        }
-        if let tradability = event.extensionValue(namespace: b4lNamespace, name: "tradability", prefixes: prefixes) {
-            switch tradability {
-            case .bool(false), .string("false"): quality = .unusable
-            case .bool(true), .string("true"): break
-            default: check.add(path("b4l:tradability"), "must be true or false")
-            }
-        }
+        let (counts, missingQuantity) = palletCounts(of: event, in: directory, check: &check, base: base)
+        let quality = quality(of: event, prefixes: prefixes, check: &check, base: base)
         if !check.errors.isEmpty { return .failure(ValidationFailure(check.errors)) }
 
         if counts.isEmpty {
@@ -103,24 +58,131 @@ public enum PalletEventMapping {
         else {
             return .success(.nothingToPost("bizStep \(event.bizStep?.text ?? "(none)") moves no pallets between parties"))
         }
+        let handover: Handover
+        switch readHandover(of: event, step: word, in: directory) {
+        case .nothingToPost(let reason): return .success(.nothingToPost(reason))
+        case .handover(let read): handover = read
+        }
 
-        // Who gives, who receives, where.
-        enum Named { case none, member(Member), unknown(String) }
-        func member(_ ids: [String]) -> Named {
-            guard let id = ids.first else { return .none }
-            guard let member = directory.member(id) else { return .unknown("party \(id) is not a member of this ecosystem") }
-            return .member(member)
+        let kind = movementKind(of: event, step: word, handover: handover)
+        let (references, voucher) = references(of: event, prefixes: prefixes, check: &check, base: base)
+        let lines = counts.map { MovementLine(palletType: $0.type, quality: quality, quantity: $0.quantity) }
+        let declaration = MovementDeclaration(
+            kind: kind, eventTime: event.eventTime,
+            from: PartyAtSite(party: handover.giver.id, site: handover.giverSite?.id),
+            to: PartyAtSite(party: handover.receiver.id, site: handover.receiverSite?.id),
+            lines: lines, references: references, note: event.eventID.map { "EPCIS event \($0)" })
+        // The ledger's own rules, named by the EPCIS fields the partner sent.
+        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory.directory, now: now) {
+            check.add(ledgerPath(error.field, base: base, counts: counts.map(\.field)),
+                      "\(error.message) (read as a \(kind.rawValue) from \(handover.giver.name) to \(handover.receiver.name))")
         }
-        let sourceOwner = member(event.sources("owning_party"))
-        let sourcePossessor = member(event.sources("possessing_party"))
-        let destinationOwner = member(event.destinations("owning_party"))
-        let destinationPossessor = member(event.destinations("possessing_party"))
-        for result in [sourceOwner, sourcePossessor, destinationOwner, destinationPossessor] {
-            if case .unknown(let reason) = result { return .success(.nothingToPost(reason)) }
+        if !check.errors.isEmpty { return .failure(ValidationFailure(check.errors)) }
+        return .success(.movement(declaration, voucher: voucher))
+    }
+
+    static func fieldPath(_ name: String, base: String) -> String { base.isEmpty ? name : base + "." + name }
+
+    /// A movement line's count and the EPCIS field it came from.
+    typealias PalletCount = (type: UUID, quantity: Int64, field: String)
+
+    /// Pallet lines: class quantities and serialised GRAIs of known pallet types. A class
+    /// named without a quantity is kept apart: it posts nothing, and says why.
+    static func palletCounts(of event: EPCISEvent, in directory: PalletDirectory, check: inout Validator,
+                             base: String) -> (counts: [PalletCount], missingQuantity: [String]) {
+        var counts: [PalletCount] = []
+        var missingQuantity: [String] = []
+        let quantityKeys = event.json["quantityList"] != nil ? "quantityList" : "childQuantityList"
+        for (position, element) in event.quantities.enumerated() {
+            guard let type = directory.palletType(forClass: element.epcClass) else { continue }
+            let field = fieldPath("\(quantityKeys)[\(position)].quantity", base: base)
+            guard let quantity = element.quantity else {
+                missingQuantity.append(directory.directory.palletTypes[type.id]?.code ?? element.epcClass)
+                continue
+            }
+            guard quantity.rounded() == quantity, quantity >= 1, quantity <= Double(DeclarationLimits.quantityMax) else {
+                check.add(field, "must be a whole number of pallets between 1 and \(DeclarationLimits.quantityMax), got \(quantity)")
+                continue
+            }
+            if let uom = element.uom, uom != "H87", uom != "C62", uom != "EA" {
+                check.add(fieldPath("\(quantityKeys)[\(position)].uom", base: base),
+                          "pallets are counted in pieces (H87, C62 or EA), got \(uom)")
+            }
+            counts.append((type.id, Int64(quantity), field))
         }
-        func value(_ named: Named) -> Member? {
-            if case .member(let member) = named { return member }
+        var serialised: [UUID: Int64] = [:]
+        for epc in event.epcs where GS1Key.isSerialisedGRAI(epc) {
+            if let type = directory.palletType(forClass: epc) { serialised[type.id, default: 0] += 1 }
+        }
+        for (type, quantity) in serialised.sorted(by: { $0.key.uuidString < $1.key.uuidString }) {
+            counts.append((type, quantity, fieldPath("epcList", base: base)))
+        }
+        return (counts, missingQuantity)
+    }
+
+    /// Block4Log's quality and tradability extensions; a pallet declared not tradable is
+    /// unusable, whatever its quality level.
+    static func quality(of event: EPCISEvent, prefixes: [String: String], check: inout Validator,
+                        base: String) -> QualityGrade {
+        var quality = QualityGrade.a
+        if let level = event.extensionValue(namespace: b4lNamespace, name: "qualityLevel", prefixes: prefixes) {
+            switch level.string {
+            case "A": quality = .a
+            case "B": quality = .b
+            case "C": quality = .c
+            default: check.add(fieldPath("b4l:qualityLevel", base: base), "must be \"A\", \"B\" or \"C\"")
+            }
+        }
+        if let tradability = event.extensionValue(namespace: b4lNamespace, name: "tradability", prefixes: prefixes) {
+            switch tradability {
+            case .bool(false), .string("false"): quality = .unusable
+            case .bool(true), .string("true"): break
+            default: check.add(fieldPath("b4l:tradability", base: base), "must be true or false")
+            }
+        }
+        return quality
+    }
+
+    /// Who hands the pallets over to whom, and at which of their own sites.
+    struct Handover {
+        var giver: Member
+        var receiver: Member
+        var giverSite: Site?
+        var receiverSite: Site?
+    }
+
+    enum HandoverReading {
+        case handover(Handover)
+        case nothingToPost(String)
+    }
+
+    /// A party an event names: none, a member, or someone outside the ecosystem.
+    enum Named {
+        case none, member(Member), unknown(String)
+
+        var member: Member? {
+            if case .member(let member) = self { return member }
             return nil
+        }
+
+        init(_ ids: [String], in directory: PalletDirectory) {
+            guard let id = ids.first else { self = .none; return }
+            guard let member = directory.member(id) else { self = .unknown("party \(id) is not a member of this ecosystem"); return }
+            self = .member(member)
+        }
+    }
+
+    /// At arrival, who carried the pallets hands them to the destination's owner (or the
+    /// dock's); at departure, the source's owner (or the dock's) hands them to who carries
+    /// them; `accepting` passes them between owners. A party outside the ecosystem makes
+    /// the event none of the ledger's business.
+    static func readHandover(of event: EPCISEvent, step word: String, in directory: PalletDirectory) -> HandoverReading {
+        let sourceOwner = Named(event.sources("owning_party"), in: directory)
+        let sourcePossessor = Named(event.sources("possessing_party"), in: directory)
+        let destinationOwner = Named(event.destinations("owning_party"), in: directory)
+        let destinationPossessor = Named(event.destinations("possessing_party"), in: directory)
+        for result in [sourceOwner, sourcePossessor, destinationOwner, destinationPossessor] {
+            if case .unknown(let reason) = result { return .nothingToPost(reason) }
         }
         let here = (event.readPoint ?? event.bizLocation).flatMap { directory.site($0) }
         let destinationSite = event.destinations("location").first.flatMap { directory.site($0) }
@@ -130,40 +192,46 @@ public enum PalletEventMapping {
         var receiver: Member?
         var giverSite: Site?
         var receiverSite: Site?
-        let arriving = arrivalSteps.contains(word)
         if word == "accepting" {
-            giver = value(sourceOwner)
-            receiver = value(destinationOwner)
+            giver = sourceOwner.member
+            receiver = destinationOwner.member
             giverSite = here ?? sourceSite
             receiverSite = destinationSite ?? here
-        } else if arriving {
-            giver = value(sourcePossessor) ?? value(sourceOwner)
-            receiver = value(destinationOwner) ?? value(destinationPossessor) ?? here.flatMap { directory.directory.members[$0.owner] }
+        } else if arrivalSteps.contains(word) {
+            giver = sourcePossessor.member ?? sourceOwner.member
+            receiver = destinationOwner.member ?? destinationPossessor.member ?? here.flatMap { directory.directory.members[$0.owner] }
             receiverSite = here ?? destinationSite
             giverSite = sourceSite
         } else {
-            giver = value(sourceOwner) ?? value(sourcePossessor) ?? here.flatMap { directory.directory.members[$0.owner] }
-            receiver = value(destinationPossessor) ?? value(destinationOwner)
+            giver = sourceOwner.member ?? sourcePossessor.member ?? here.flatMap { directory.directory.members[$0.owner] }
+            receiver = destinationPossessor.member ?? destinationOwner.member
             giverSite = here ?? sourceSite
             receiverSite = destinationSite
         }
-        guard let giver else { return .success(.nothingToPost("names no party handing the pallets over")) }
-        guard let receiver else { return .success(.nothingToPost("names no party receiving the pallets")) }
+        guard let giver else { return .nothingToPost("names no party handing the pallets over") }
+        guard let receiver else { return .nothingToPost("names no party receiving the pallets") }
+        // A site counts only for the party that owns it.
         if giverSite?.owner != giver.id { giverSite = nil }
         if receiverSite?.owner != receiver.id { receiverSite = nil }
+        return .handover(Handover(giver: giver, receiver: receiver, giverSite: giverSite, receiverSite: receiverSite))
+    }
 
+    /// The ledger's kind: a return whenever the event says so; a carrier bringing pallets
+    /// is a delivery, one taking them a pickup; anything else moves pallets as a transfer.
+    static func movementKind(of event: EPCISEvent, step word: String, handover: Handover) -> MovementKind {
+        let giver = handover.giver
+        let receiver = handover.receiver
         let returned = event.disposition == .word("returned") || event.bizTransactions.contains { $0.type == .word("rma") }
-        let kind: MovementKind
-        if returned && giver.id != receiver.id {
-            kind = .return
-        } else if arriving && giver.role == .carrier && receiver.role != .carrier {
-            kind = .delivery
-        } else if departureSteps.contains(word) && receiver.role == .carrier && giver.role != .carrier {
-            kind = .pickup
-        } else {
-            kind = .transfer
-        }
+        if returned && giver.id != receiver.id { return .return }
+        if arrivalSteps.contains(word) && giver.role == .carrier && receiver.role != .carrier { return .delivery }
+        if departureSteps.contains(word) && receiver.role == .carrier && giver.role != .carrier { return .pickup }
+        return .transfer
+    }
 
+    /// The delivery note, order and CMR the event cites (the first of each), and the pallet
+    /// note's GDTI when a voucher came with the pallets.
+    static func references(of event: EPCISEvent, prefixes: [String: String], check: inout Validator,
+                           base: String) -> (references: MovementReferences, voucher: String?) {
         var references = MovementReferences()
         var voucher: String?
         for transaction in event.bizTransactions {
@@ -174,7 +242,7 @@ public enum PalletEventMapping {
             case .uri(let uri) where uri == voucherType || uri == (prefixes["b4l"].map { $0 + "btt/voucher" } ?? voucherType):
                 guard let key = GS1Key.document(transaction.value) else {
                     let position = event.bizTransactions.firstIndex(of: transaction) ?? 0
-                    check.add(path("bizTransactionList[\(position)].bizTransaction"),
+                    check.add(fieldPath("bizTransactionList[\(position)].bizTransaction", base: base),
                               "a voucher must be a GDTI (urn:epc:id:gdti:... or https://id.gs1.org/253/...)")
                     continue
                 }
@@ -183,17 +251,7 @@ public enum PalletEventMapping {
             default: break
             }
         }
-        let lines = counts.map { MovementLine(palletType: $0.type, quality: quality, quantity: $0.quantity) }
-        let declaration = MovementDeclaration(
-            kind: kind, eventTime: event.eventTime,
-            from: PartyAtSite(party: giver.id, site: giverSite?.id), to: PartyAtSite(party: receiver.id, site: receiverSite?.id),
-            lines: lines, references: references, note: event.eventID.map { "EPCIS event \($0)" })
-        for error in LedgerRules.validate(declaration, declarer: declarer, directory: directory.directory, now: now) {
-            check.add(ledgerPath(error.field, base: base, counts: counts.map(\.field)),
-                      "\(error.message) (read as a \(kind.rawValue) from \(giver.name) to \(receiver.name))")
-        }
-        if !check.errors.isEmpty { return .failure(ValidationFailure(check.errors)) }
-        return .success(.movement(declaration, voucher: voucher))
+        return (references, voucher)
     }
 
     /// The EPCIS field behind a ledger rule's field.

@@ -62,24 +62,10 @@ struct MediationReport: Sendable {
         @Sendable func visible(_ actions: [ActionRecord]) -> [ActionRecord] {
             mediatorView ? actions : actions.filter { $0.owner == caller.membership || nonPartners.contains($0.owner) }
         }
-        // The previous period: as many months (or days) just before this one.
-        let length = session.periodEndDay - session.periodStartDay
-        let previousStart = PeriodKind.month.start(of: session.periodStartDay) == session.periodStartDay
-            ? PeriodKind.month.start(of: session.periodStartDay - max(1, length - 3)) : session.periodStartDay - length
         // Independent reads, sent together on the pool's connections; the indicator reads are
         // restricted to the participants, so the report costs what their facts cost, not
         // what the whole ecosystem's do (docs/performance.md, B6).
-        async let typesRead = store.palletTypes(ecosystem: id)
-        async let funnelRead = store.funnel(ecosystem: id)
-        async let chartersRead = store.charters(ecosystem: id)
-        async let evaluationsRead = store.clauseEvaluations(ecosystem: id, members: partners)
-        async let thisPeriodRead = store.monthTotals(ecosystem: id, startDay: session.periodStartDay,
-                                                     endDay: session.periodEndDay, partners: partners)
-        async let previousRead = store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay,
-                                                   partners: partners)
-        async let trendRead = store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366,
-                                                endDay: session.periodEndDay, partners: partners)
-        async let agingRead = store.agingToDate(ecosystem: id, partners: partners)
+        async let periodRead = PeriodFacts.read(store: store, ecosystem: id, session: session, partners: partners)
         async let everyoneRead = store.monthTotals(ecosystem: id, startDay: session.periodStartDay,
                                                    endDay: session.periodEndDay, partners: nil)
         async let actionsRead = store.actions(ecosystem: id, session: session.id)
@@ -88,27 +74,68 @@ struct MediationReport: Sendable {
             guard let previousSession else { return [] }
             return try await store.actions(ecosystem: id, session: previousSession)
         }()
-        async let factsRead = withThrowingTaskGroup(of: (UUID, ParticipantFacts).self) { group in
-            for partner in partners {
-                group.addTask {
-                    (partner, try await ParticipantFacts.read(store: store, ecosystem: id, party: partner,
-                                                              listingDiscrepancies: listingDiscrepancies))
-                }
-            }
-            var facts: [UUID: ParticipantFacts] = [:]
-            while let (partner, read) = try await group.next() { facts[partner] = read }
-            return facts
-        }
-        let types = try await typesRead
-        let codes = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.code) })
-        let values = Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.unitValueMinor) })
-        let (funnel, charters, evaluations) = try await (funnelRead, chartersRead, evaluationsRead)
-        let (thisPeriod, previous, trend, toDate) = try await (thisPeriodRead, previousRead, trendRead, agingRead)
+        async let factsRead = ParticipantFacts.read(store: store, ecosystem: id, partners: partners,
+                                                    listingDiscrepancies: listingDiscrepancies)
+        let period = try await periodRead
         let facts = try await factsRead
-        let charter = charters.last { $0.status == "published" }
-        var participants: [Participant] = []
-        for member in seen {
-            guard let read = facts[member.id] else { continue }
+        let participants = seen.compactMap { member in
+            facts[member.id].map { period.participant(member, facts: $0, owingTo: shipper,
+                                                      listingDiscrepancies: listingDiscrepancies) }
+        }
+        let everyone = try await everyoneRead.values.compactMap { PeriodTotals.combine($0) }
+        let aggregate = PeerAggregate(everyone.map { ($0.issued, $0.returned) })
+        return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
+                               previousActions: visible(try await previousActionsRead), actions: visible(try await actionsRead),
+                               memberNames: names, typeCodes: period.codes, generatedAt: store.now,
+                               aggregate: mediatorView || aggregate.shownToPartners ? aggregate : nil,
+                               mediatorView: mediatorView)
+    }
+
+    /// What the report reads of the ecosystem for its participants' sections: pallet
+    /// types, funnel, the published charter's evaluations and the indicator totals.
+    struct PeriodFacts: Sendable {
+        var codes: [UUID: String]
+        var values: [UUID: Int64?]
+        var funnel: [FunnelEntry]
+        var charter: CharterVersionRecord?
+        var evaluations: [ClauseEvaluation]
+        var thisPeriod: [UUID: [Int: PeriodTotals]]
+        var previous: [UUID: [Int: PeriodTotals]]
+        var trend: [UUID: [Int: PeriodTotals]]
+        var toDate: [UUID: [Int64]]
+
+        static func read(store: Store, ecosystem id: UUID, session: SessionRecord, partners: [UUID]) async throws
+            -> PeriodFacts
+        {
+            // The previous period: as many months (or days) just before this one.
+            let length = session.periodEndDay - session.periodStartDay
+            let previousStart = PeriodKind.month.start(of: session.periodStartDay) == session.periodStartDay
+                ? PeriodKind.month.start(of: session.periodStartDay - max(1, length - 3)) : session.periodStartDay - length
+            async let typesRead = store.palletTypes(ecosystem: id)
+            async let funnelRead = store.funnel(ecosystem: id)
+            async let chartersRead = store.charters(ecosystem: id)
+            async let evaluationsRead = store.clauseEvaluations(ecosystem: id, members: partners)
+            async let thisPeriodRead = store.monthTotals(ecosystem: id, startDay: session.periodStartDay,
+                                                         endDay: session.periodEndDay, partners: partners)
+            async let previousRead = store.monthTotals(ecosystem: id, startDay: previousStart, endDay: session.periodStartDay,
+                                                       partners: partners)
+            async let trendRead = store.monthTotals(ecosystem: id, startDay: session.periodEndDay - 366,
+                                                    endDay: session.periodEndDay, partners: partners)
+            async let agingRead = store.agingToDate(ecosystem: id, partners: partners)
+            let types = try await typesRead
+            let (funnel, charters, evaluations) = try await (funnelRead, chartersRead, evaluationsRead)
+            let (thisPeriod, previous, trend, toDate) = try await (thisPeriodRead, previousRead, trendRead, agingRead)
+            return PeriodFacts(
+                codes: Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.code) }),
+                values: Dictionary(uniqueKeysWithValues: types.map { ($0.id, $0.unitValueMinor) }),
+                funnel: funnel, charter: charters.last { $0.status == "published" }, evaluations: evaluations,
+                thisPeriod: thisPeriod, previous: previous, trend: trend, toDate: toDate)
+        }
+
+        /// One participant's section: what it owes the shipper per pallet type, its open
+        /// discrepancies, overdue notes, indicators and its latest result per charter clause.
+        func participant(_ member: MemberRecord, facts read: ParticipantFacts, owingTo shipper: MemberRecord,
+                         listingDiscrepancies: Bool) -> Participant {
             var owed: [UUID: (Int64, Int64)] = [:]
             for balance in read.balances where balance.key.party == member.id && balance.key.counterparty == shipper.id {
                 let previous = owed[balance.key.palletType] ?? (0, 0)
@@ -121,7 +148,7 @@ struct MediationReport: Sendable {
             let latest = Dictionary(
                 evaluations.filter { $0.member == member.id && $0.version == charter?.id }.map { ($0.clause, $0) },
                 uniquingKeysWith: { $0.periodStartDay >= $1.periodStartDay ? $0 : $1 })
-            participants.append(Participant(
+            return Participant(
                 member: member, stage: funnel.first { $0.member == member.id }?.stage,
                 balances: owed.map { (codes[$0.key] ?? "?", $0.value.0, $0.value.1) }.sorted { $0.code < $1.code },
                 openDiscrepancies: open, openDiscrepancyCount: listingDiscrepancies ? open.count : read.openCount,
@@ -135,16 +162,10 @@ struct MediationReport: Sendable {
                 compliance: (charter?.clauses ?? []).filter(\.isMeasurable).compactMap { clause in
                     guard let evaluation = latest[clause.number] else { return nil }
                     return (clause, evaluation.result, evaluation.measured, evaluation.periodStartDay)
-                }))
+                })
         }
-        let everyone = try await everyoneRead.values.compactMap { PeriodTotals.combine($0) }
-        let aggregate = PeerAggregate(everyone.map { ($0.issued, $0.returned) })
-        return MediationReport(session: session, ecosystem: ecosystem, shipper: shipper, participants: participants,
-                               previousActions: visible(try await previousActionsRead), actions: visible(try await actionsRead),
-                               memberNames: names, typeCodes: codes, generatedAt: store.now,
-                               aggregate: mediatorView || aggregate.shownToPartners ? aggregate : nil,
-                               mediatorView: mediatorView)
     }
+
 
     /// What the report reads about one participant from the ledger: its balances, the
     /// overdue pallet notes it issued, its open discrepancies and the movements they contest.
@@ -168,6 +189,23 @@ struct MediationReport: Sendable {
             async let disputed = store.movements(ecosystem: ecosystem, ids: discrepancies.map(\.movement))
             return ParticipantFacts(balances: try await balances, notes: try await notes, discrepancies: discrepancies,
                                     disputed: try await disputed)
+        }
+
+        /// Every partner's facts, read side by side.
+        static func read(store: Store, ecosystem: UUID, partners: [UUID], listingDiscrepancies: Bool) async throws
+            -> [UUID: ParticipantFacts]
+        {
+            try await withThrowingTaskGroup(of: (UUID, ParticipantFacts).self) { group in
+                for partner in partners {
+                    group.addTask {
+                        (partner, try await ParticipantFacts.read(store: store, ecosystem: ecosystem, party: partner,
+                                                                  listingDiscrepancies: listingDiscrepancies))
+                    }
+                }
+                var facts: [UUID: ParticipantFacts] = [:]
+                while let (partner, read) = try await group.next() { facts[partner] = read }
+                return facts
+            }
         }
     }
 

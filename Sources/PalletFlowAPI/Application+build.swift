@@ -43,7 +43,10 @@ public struct ServerSettings: Sendable {
     public static let defaultRateLimitPerToken: Double = 500
     public static let defaultMaxTokensPerMember = 20
     public static let defaultRateLimitPerAddress: Double = 1
-    public static let defaultHeavyReadsPerEcosystem = 2
+    /// Half the processors, at least 1: one ecosystem's ledger checks and reports, each on
+    /// one core (the expensive reads' sessions run without parallel workers), leave the other
+    /// half of the machine to everyone's declarations.
+    public static let defaultHeavyReadsPerEcosystem = max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
     public static let defaultHeavyReadTimeoutSeconds: Double = 300
     /// The largest body read from a request without a valid token (a sign-in form, an
     /// invitation code): the body limit is for authenticated writes.

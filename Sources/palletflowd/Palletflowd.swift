@@ -78,12 +78,12 @@ struct Palletflowd: AsyncParsableCommand {
         ?? ServerSettings.defaultMaxTokensPerMember
 
     @Option(name: .customLong("heavy-reads-per-ecosystem"),
-            help: "Expensive reads (ledger check, reports, exports, EPCIS queries, indicator lists) of one ecosystem that run at once; more wait up to 10 s, then 429 (env PALLETFLOW_HEAVY_READS_PER_ECOSYSTEM).")
+            help: "Expensive reads (ledger check, reports, exports, EPCIS queries, indicator lists) of one ecosystem that run at once; more wait up to 10 s, then 429; default half the processors, at least 1 (env PALLETFLOW_HEAVY_READS_PER_ECOSYSTEM).")
     var heavyReadsPerEcosystem: Int = Int(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READS_PER_ECOSYSTEM"] ?? "")
         ?? ServerSettings.defaultHeavyReadsPerEcosystem
 
     @Option(name: .customLong("heavy-read-connections"),
-            help: "Size of the pool the expensive reads run on, apart from the requests' pool; default half of --db-connections, at least 2 (env PALLETFLOW_HEAVY_READ_CONNECTIONS).")
+            help: "Size of the pool the expensive reads run on, apart from the requests' pool; default half of --db-connections, and always one more than --heavy-reads-per-ecosystem (env PALLETFLOW_HEAVY_READ_CONNECTIONS).")
     var heavyReadConnections: Int?
 
     @Option(name: .customLong("heavy-read-timeout-seconds"),
@@ -91,10 +91,13 @@ struct Palletflowd: AsyncParsableCommand {
     var heavyReadTimeoutSeconds: Double = Double(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READ_TIMEOUT_SECONDS"] ?? "")
         ?? ServerSettings.defaultHeavyReadTimeoutSeconds
 
-    /// The flag, else the variable, else half the request pool (at least 2).
+    /// The flag, else the variable, else half the request pool; by default always one more
+    /// than one ecosystem may take, so that another ecosystem's report finds a connection
+    /// while the first runs its share of ledger checks (instead of waiting out the lease and
+    /// getting 503).
     var heavyReadPoolSize: Int {
         heavyReadConnections ?? Int(ProcessInfo.processInfo.environment["PALLETFLOW_HEAVY_READ_CONNECTIONS"] ?? "")
-            ?? max(2, databaseConnections / 2)
+            ?? max(max(1, heavyReadsPerEcosystem) + 1, databaseConnections / 2)
     }
 
     @Option(name: .customLong("auth-cache-seconds"),
@@ -201,8 +204,8 @@ struct Palletflowd: AsyncParsableCommand {
         } else {
             heavySettings = runtime.settings.withMaximumConnections(heavyReadPoolSize)
         }
-        let readClient = DatabaseRuntime.makeDatabaseClient(heavySettings.limitingStatements(toSeconds: heavyReadTimeoutSeconds),
-                                                            logger: logger)
+        let readClient = DatabaseRuntime.makeDatabaseClient(
+            heavySettings.limitingStatements(toSeconds: heavyReadTimeoutSeconds).withoutParallelWorkers(), logger: logger)
         let readStore = Store(database: readClient, logger: logger, clock: clock)
         let webhookRule = WebhookAddressRule.configured(flag: webhooksAllowPrivateAddresses)
         if webhookRule.allowPrivateAddresses {

@@ -30,6 +30,17 @@ public struct DatabaseSettings: Sendable {
         return limited
     }
 
+    /// The same database, each statement on one core (`max_parallel_workers_per_gather = 0`).
+    /// For the expensive reads: with PostgreSQL's default of 2 workers, one ledger check of a
+    /// large ecosystem takes three cores, every core of a small machine, and the other
+    /// tenants' declarations queue behind it (bench/run --only fairness measured it).
+    public func withoutParallelWorkers() -> DatabaseSettings {
+        var limited = self
+        limited.configuration.options.additionalStartupParameters.removeAll { $0.0 == "max_parallel_workers_per_gather" }
+        limited.configuration.options.additionalStartupParameters.append(("max_parallel_workers_per_gather", "0"))
+        return limited
+    }
+
     /// The same database with a pool of `count` connections.
     public func withMaximumConnections(_ count: Int) -> DatabaseSettings {
         var sized = self

@@ -115,4 +115,22 @@ struct StatementLimitTests {
             #expect(report.json["movements"] as? Int == 1)
         }
     }
+
+    @Test("the expensive reads' sessions run each statement on one core, under their own limit; the requests' sessions keep PostgreSQL's workers")
+    func expensiveReadsOnOneCore() async throws {
+        let settings = try await TestDatabase.shared.freshDatabase()
+        func shown(_ settings: DatabaseSettings, _ name: String) async throws -> String {
+            try await DatabaseRuntime(settings: settings, cluster: nil).withClient(logger: TestDatabase.logger) { client in
+                var value = ""
+                for try await row in try await client.query(PostgresQuery(unsafeSQL: "SHOW \(name)"), logger: TestDatabase.logger)
+                    .decode(String.self) { value = row }
+                return value
+            }
+        }
+        let heavy = settings.limitingStatements(toSeconds: 300).withoutParallelWorkers()
+        #expect(try await shown(heavy, "max_parallel_workers_per_gather") == "0")
+        #expect(try await shown(heavy, "statement_timeout") == "5min")
+        // PostgreSQL's default (2) where the setting is not applied.
+        #expect(try await shown(settings, "max_parallel_workers_per_gather") == "2")
+    }
 }

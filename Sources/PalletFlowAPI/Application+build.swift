@@ -73,7 +73,8 @@ public struct ServerSettings: Sendable {
     public var scheme: String { tls == nil ? "http" : "https" }
 }
 
-/// One Prometheus registry per process, bootstrapped into swift-metrics on first use.
+/// The daemon's Prometheus registry, bootstrapped into swift-metrics on first use (so that
+/// what a library records with swift-metrics is emitted too).
 public enum PalletFlowMetrics {
     public static let registry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
@@ -96,17 +97,19 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
 
 /// Wires the router: metrics outermost, then problem+json, request log, the declared body
 /// length, the per-address limit at the public doors, authentication, the per-token rate
-/// limit, the body buffered (small without a token), the Idempotency-Key of writes, the
-/// per-ecosystem share of expensive reads, a write's Accept header, refused nulls, then the
-/// handlers generated from openapi.yaml.
-public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
+/// limit, the body buffered (small without a token), the
+/// Idempotency-Key of writes, the per-ecosystem share of expensive reads, a write's Accept
+/// header, refused nulls, then the handlers generated from openapi.yaml. `metrics`: the
+/// daemon's process-wide registry unless given (tests give each application its own).
+public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger,
+                        metrics: DaemonMetrics = DaemonMetrics(registry: PalletFlowMetrics.registry)) throws
     -> Router<AppRequestContext>
 {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
     // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
     // as problem+json), not the error a handler threw.
-    router.middlewares.add(MetricsMiddleware())
+    router.middlewares.add(HTTPMetricsMiddleware(metrics: metrics))
     router.middlewares.add(ProblemMiddleware(routes: routes))
     router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(ContentLengthMiddleware(maximumBytes: settings.bodyLimitBytes))
@@ -121,7 +124,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(HeavyReadMiddleware(gate: heavyReads))
     router.middlewares.add(WriteAcceptMiddleware())
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
-    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
+    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: metrics, logger: logger,
                                 settings: settings, heavyReads: heavyReads)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes, declarations: DeclarationRoute(api: api)))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
@@ -132,11 +135,11 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
 /// The daemon's application: the router plus the services that live and die with it
 /// (the PostgreSQL client pool, and the in-process worker when asked for).
 public func buildApplication(store: Store, readStore: Store? = nil, settings: ServerSettings, services: [any Service],
-                             logger: Logger,
+                             logger: Logger, metrics: DaemonMetrics = DaemonMetrics(registry: PalletFlowMetrics.registry),
                              beforeServerStarts: @escaping @Sendable () async throws -> Void = {}) throws
     -> some ApplicationProtocol
 {
-    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger)
+    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger, metrics: metrics)
     var server: HTTPServerBuilder = .http1()
     if let tls = settings.tls {
         let chain: [NIOSSLCertificate]

@@ -117,7 +117,7 @@ struct EPCISCapture {
         let prefixes = reading.prefixes.filter { EPCISReader.contextPrefixes[$0.key] != $0.value }
         let contextText = JSONValue.object(prefixes.mapValues { .string($0) }).canonicalText()
         let plannedErrors = errors
-        let job = try await store.transaction { connection -> EPCISCaptureJob in
+        let (job, postedKinds) = try await store.transaction { connection -> (EPCISCaptureJob, [MovementKind]) in
             var errors = plannedErrors
             var outcomes: [Int: Outcome] = [:]
             try await store.lockEPCISCaptures(ecosystem: ecosystem.id, on: connection)
@@ -142,6 +142,8 @@ struct EPCISCapture {
             var toPost: [MovementToPost] = []
             var postedFor: [String: UUID] = [:]
             var corrections: [String: (Checked, MovementDeclaration)] = [:]
+            // What the events posted, for the declarations counted once this commits.
+            var postedKinds: [MovementKind] = []
             var seen = Set<String>()
             for item in checked {
                 let outcomeBase = Outcome(index: item.event.index, eventID: item.eventID, assignedID: item.event.eventIDAssigned,
@@ -200,6 +202,7 @@ struct EPCISCapture {
             }
             if !toPost.isEmpty {
                 _ = try await store.post(ecosystem: ecosystem.id, by: member, toPost, idempotency: nil, on: connection)
+                postedKinds += toPost.map(\.declaration.kind)
             }
 
             for item in stored where item.event.isRetraction {
@@ -210,6 +213,7 @@ struct EPCISCapture {
                     let movement = try await api.prepare(declaration, caller: caller, ecosystem: ecosystem,
                                                          recordTime: store.now, issueNotes: false, serial: nil, source: "epcis")
                     _ = try await store.post(ecosystem: ecosystem.id, by: member, [movement], idempotency: nil, on: connection)
+                    postedKinds.append(declaration.kind)
                     movementOf[corrective.eventID] = movement.id
                     outcomes[corrective.event.index] = with(
                         Outcome(index: corrective.event.index, eventID: corrective.eventID, assignedID: corrective.event.eventIDAssigned,
@@ -242,7 +246,8 @@ struct EPCISCapture {
                 movementOf[item.eventID + "#retraction"] = result.reversal
                 outcomes[item.event.index] = with(outcomeBase, "retracted", movement: result.reversal,
                                                   detail: "reversed movement \(original.id.uuidString.lowercased())")
-                if let (corrective, _) = pending, let correction = result.correction {
+                if let (corrective, declaration) = pending, let correction = result.correction {
+                    postedKinds.append(declaration.kind)
                     movementOf[corrective.eventID] = correction
                     outcomes[corrective.event.index] = with(
                         Outcome(index: corrective.event.index, eventID: corrective.eventID, assignedID: corrective.event.eventIDAssigned,
@@ -279,8 +284,10 @@ struct EPCISCapture {
                 outcomes: JSONValue.array(outcomes.keys.sorted().map { outcomes[$0]!.json }).canonicalText(),
                 errors: JSONValue.array(errors.map(\.json)).canonicalText())
             try await store.recordEPCISCapture(ecosystem: ecosystem.id, job: job, events: rows, on: connection)
-            return job
+            return (job, postedKinds)
         }
+        api.metrics.declared(postedKinds, source: .epcis)
+        api.metrics.captured(job.success ? .success : .partial)
         return job
     }
 

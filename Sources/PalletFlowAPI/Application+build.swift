@@ -95,9 +95,9 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-/// Wires the router: metrics outermost, then problem+json, request log, the declared body
-/// length, the per-address limit at the public doors, authentication, the per-token rate
-/// limit, the body buffered (small without a token), the
+/// Wires the router: metrics outermost, then the request log, problem+json, the declared
+/// body length, the per-address limit at the public doors, authentication, the per-token
+/// rate limit, the body buffered (small without a token), the
 /// Idempotency-Key of writes, the per-ecosystem share of expensive reads, a write's Accept
 /// header, refused nulls, then the handlers generated from openapi.yaml. `metrics`: the
 /// daemon's process-wide registry unless given (tests give each application its own).
@@ -107,11 +107,11 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
 {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
-    // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
-    // as problem+json), not the error a handler threw.
+    // Metrics and the request log outside problem+json, so they see the status the client
+    // gets (a 404 or 422 answered as problem+json), not the error a handler threw.
     router.middlewares.add(HTTPMetricsMiddleware(metrics: metrics))
+    router.middlewares.add(RequestLogMiddleware())
     router.middlewares.add(ProblemMiddleware(routes: routes))
-    router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(ContentLengthMiddleware(maximumBytes: settings.bodyLimitBytes))
     let addresses = AddressLimiter(perSecond: settings.rateLimitPerAddress)
     router.middlewares.add(PublicDoorLimitMiddleware(limiter: addresses))

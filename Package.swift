@@ -97,7 +97,8 @@ let package = Package(
             dependencies: ["PalletFlowCore", "PalletFlowStore", "PalletFlowWorker"],
             swiftSettings: swiftSettings
         ),
-        // Background jobs: indicators, alerts, schedules, webhook deliveries.
+        // Background jobs: indicators, alerts, schedules, webhook deliveries; its metrics and
+        // the small HTTP server that serves them (--metrics-port).
         .target(
             name: "PalletFlowWorker",
             dependencies: [
@@ -107,6 +108,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),

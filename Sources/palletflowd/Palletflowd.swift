@@ -221,7 +221,9 @@ struct Palletflowd: AsyncParsableCommand {
         let port = port
         var services: [any Service] = [client, maintenanceClient, readClient]
         if withWorker {
-            services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule))
+            // The worker's counters go to the daemon's /metrics.
+            services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule,
+                                          metrics: WorkerMetrics(registry: PalletFlowMetrics.registry)))
         }
         let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {

@@ -39,6 +39,9 @@ public struct ServerSettings: Sendable {
     public var heavyReadsPerEcosystem: Int
     /// The statement limit of expensive reads (the ledger check lifts the request limit to it).
     public var heavyReadTimeoutSeconds: Double
+    /// A span per request for the tracer bootstrapped in the process (OpenTelemetry when
+    /// palletflowd is given `--otel-endpoint`).
+    public var tracing: Bool
 
     public static let defaultRateLimitPerToken: Double = 500
     public static let defaultMaxTokensPerMember = 20
@@ -56,7 +59,8 @@ public struct ServerSettings: Sendable {
                 maxTokensPerMember: Int = ServerSettings.defaultMaxTokensPerMember,
                 rateLimitPerAddress: Double = ServerSettings.defaultRateLimitPerAddress,
                 heavyReadsPerEcosystem: Int = ServerSettings.defaultHeavyReadsPerEcosystem,
-                heavyReadTimeoutSeconds: Double = ServerSettings.defaultHeavyReadTimeoutSeconds) {
+                heavyReadTimeoutSeconds: Double = ServerSettings.defaultHeavyReadTimeoutSeconds,
+                tracing: Bool = false) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
@@ -68,6 +72,7 @@ public struct ServerSettings: Sendable {
         self.rateLimitPerAddress = rateLimitPerAddress
         self.heavyReadsPerEcosystem = heavyReadsPerEcosystem
         self.heavyReadTimeoutSeconds = heavyReadTimeoutSeconds
+        self.tracing = tracing
     }
 
     public var scheme: String { tls == nil ? "http" : "https" }
@@ -95,9 +100,9 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-/// Wires the router: metrics outermost, then the request log, problem+json, the declared
-/// body length, the per-address limit at the public doors, authentication, the per-token
-/// rate limit, the body buffered (small without a token), the
+/// Wires the router: the request's span outermost (when tracing), then metrics, the request
+/// log, problem+json, the declared body length, the per-address limit at the public doors,
+/// authentication, the per-token rate limit, the body buffered (small without a token), the
 /// Idempotency-Key of writes, the per-ecosystem share of expensive reads, a write's Accept
 /// header, refused nulls, then the handlers generated from openapi.yaml. `metrics`: the
 /// daemon's process-wide registry unless given (tests give each application its own).
@@ -107,6 +112,9 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
 {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
+    if settings.tracing {
+        router.middlewares.add(TracingMiddleware())
+    }
     // Metrics and the request log outside problem+json, so they see the status the client
     // gets (a 404 or 422 answered as problem+json), not the error a handler threw.
     router.middlewares.add(HTTPMetricsMiddleware(metrics: metrics))

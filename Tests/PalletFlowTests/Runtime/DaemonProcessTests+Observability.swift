@@ -17,16 +17,16 @@ final class Exports: Sendable {
 }
 
 /// The real binaries with their observability flags: `palletflowd --otel-endpoint` sends its
-/// spans to a collector, `palletflow-worker --metrics-port` answers a scrape.
-@Suite("Observability flags of the binaries", .serialized)
-struct ObservabilityProcessTests {
-    static let folder = #filePath.components(separatedBy: "/Tests/")[0] + "/.build/debug/"
+/// spans to a collector, `palletflow-worker --metrics-port` answers a scrape. In the
+/// processes' suite, so that they run one at a time with its other processes.
+extension DaemonProcessTests {
+    static let buildFolder = #filePath.components(separatedBy: "/Tests/")[0] + "/.build/debug/"
 
     /// Starts `binary` on the test database, its output in a file removed afterwards; stops
     /// it (SIGINT) when `body` returns.
     func running(_ binary: String, _ arguments: [String], environment: [String: String] = [:],
                  _ body: (_ log: URL) async throws -> Void) async throws {
-        let path = Self.folder + binary
+        let path = Self.buildFolder + binary
         try #require(FileManager.default.isExecutableFile(atPath: path), "build it first: \(path)")
         let (_, url) = try await TestDatabase.shared.freshDatabaseURL()
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("pf-\(binary)-\(UUID().uuidString).log")

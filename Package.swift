@@ -28,8 +28,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        // Optional OpenTelemetry tracing (palletflowd --otel-endpoint): OTLP/HTTP only, no gRPC.
-        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // Build-time helper: embeds sql/*.sql and openapi.yaml into the binaries.
@@ -99,8 +97,7 @@ let package = Package(
             dependencies: ["PalletFlowCore", "PalletFlowStore", "PalletFlowWorker"],
             swiftSettings: swiftSettings
         ),
-        // Background jobs: indicators, alerts, schedules, webhook deliveries; its metrics and
-        // the small HTTP server that serves them (--metrics-port).
+        // Background jobs: indicators, alerts, schedules, webhook deliveries.
         .target(
             name: "PalletFlowWorker",
             dependencies: [
@@ -110,8 +107,6 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -127,7 +122,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "OTel", package: "swift-otel"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PalletFlowCore
 import PalletFlowStore
+import Prometheus
 
 /// Handlers of the OpenAPI contract. They translate between generated types and the
 /// domain, check the caller's rights, and call the store; no business rule lives here.
@@ -12,7 +13,7 @@ struct APIImplementation: APIProtocol {
     /// a streaming replica when READ_DATABASE_URL is set, else the primary. Such answers may
     /// lag the primary by the replica's replay delay.
     let readStore: Store
-    let metrics: DaemonMetrics
+    let metrics: PrometheusCollectorRegistry
     let logger: Logger
     let settings: ServerSettings
     /// Expensive reads queue per ecosystem, so that one tenant's cannot take every
@@ -76,8 +77,24 @@ struct APIImplementation: APIProtocol {
 
     func getMetrics(_ input: Operations.GetMetrics.Input) async throws -> Operations.GetMetrics.Output {
         // Database pool, read at scrape time: configured size and connections by state.
-        metrics.database(poolSize: databaseConnections, connections: try? await store.connectionStates())
-        return .ok(.init(body: .plainText(.init(metrics.registry.emitToBuffer()))))
+        metrics.makeGauge(descriptor: .init(namespace: "palletflow", subsystem: "db", metricName: "pool_max", unitName: "connections",
+                                            helpText: "Size of the daemon's database connection pool."))
+            .set(Double(databaseConnections))
+        let connections = MetricNameDescriptor(namespace: "palletflow", subsystem: "db", metricName: "connections", unitName: "",
+                                               helpText: "Connections to the database by state, as PostgreSQL sees them.")
+        let up = MetricNameDescriptor(namespace: "palletflow", subsystem: "db", metricName: "up", unitName: "",
+                                      helpText: "1 when the database answered the last scrape.")
+        if let states = try? await store.connectionStates() {
+            for state in ["active", "idle", "idle in transaction"] {
+                metrics.makeGauge(descriptor: connections, labels: [("state", state)]).set(Double(states[state] ?? 0))
+            }
+            metrics.makeGauge(descriptor: up).set(Double(1))
+        } else {
+            metrics.makeGauge(descriptor: up).set(Double(0))
+        }
+        var buffer: [UInt8] = []
+        metrics.emit(into: &buffer)
+        return .ok(.init(body: .plainText(.init(buffer))))
     }
 
     func getOpenAPIDocument(_ input: Operations.GetOpenAPIDocument.Input) async throws -> Operations.GetOpenAPIDocument.Output {

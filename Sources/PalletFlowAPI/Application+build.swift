@@ -39,9 +39,6 @@ public struct ServerSettings: Sendable {
     public var heavyReadsPerEcosystem: Int
     /// The statement limit of expensive reads (the ledger check lifts the request limit to it).
     public var heavyReadTimeoutSeconds: Double
-    /// A span per request for the tracer bootstrapped in the process (OpenTelemetry when
-    /// palletflowd is given `--otel-endpoint`).
-    public var tracing: Bool
 
     public static let defaultRateLimitPerToken: Double = 500
     public static let defaultMaxTokensPerMember = 20
@@ -62,8 +59,7 @@ public struct ServerSettings: Sendable {
                 maxTokensPerMember: Int = ServerSettings.defaultMaxTokensPerMember,
                 rateLimitPerAddress: Double = ServerSettings.defaultRateLimitPerAddress,
                 heavyReadsPerEcosystem: Int = ServerSettings.defaultHeavyReadsPerEcosystem,
-                heavyReadTimeoutSeconds: Double = ServerSettings.defaultHeavyReadTimeoutSeconds,
-                tracing: Bool = false) {
+                heavyReadTimeoutSeconds: Double = ServerSettings.defaultHeavyReadTimeoutSeconds) {
         self.host = host
         self.port = port
         self.bodyLimitBytes = bodyLimitBytes
@@ -75,14 +71,12 @@ public struct ServerSettings: Sendable {
         self.rateLimitPerAddress = rateLimitPerAddress
         self.heavyReadsPerEcosystem = heavyReadsPerEcosystem
         self.heavyReadTimeoutSeconds = heavyReadTimeoutSeconds
-        self.tracing = tracing
     }
 
     public var scheme: String { tls == nil ? "http" : "https" }
 }
 
-/// The daemon's Prometheus registry, bootstrapped into swift-metrics on first use (so that
-/// what a library records with swift-metrics is emitted too).
+/// One Prometheus registry per process, bootstrapped into swift-metrics on first use.
 public enum PalletFlowMetrics {
     public static let registry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
@@ -103,26 +97,21 @@ public struct AppRequestContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
-/// Wires the router: the request's span outermost (when tracing), then metrics, the request
-/// log, problem+json, the declared body length, the per-address limit at the public doors,
-/// authentication, the per-token rate limit, the body buffered (small without a token), the
-/// Idempotency-Key of writes, the per-ecosystem share of expensive reads, a write's Accept
-/// header, refused nulls, then the handlers generated from openapi.yaml. `metrics`: the
-/// daemon's process-wide registry unless given (tests give each application its own).
-public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger,
-                        metrics: DaemonMetrics = DaemonMetrics(registry: PalletFlowMetrics.registry)) throws
+/// Wires the router: metrics outermost, then problem+json, request log, the declared body
+/// length, the per-address limit at the public doors, authentication, the per-token rate
+/// limit, the body buffered (small without a token), the Idempotency-Key of writes, the
+/// per-ecosystem share of expensive reads, a write's Accept header, refused nulls, then the
+/// handlers generated from openapi.yaml.
+public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerSettings, logger: Logger) throws
     -> Router<AppRequestContext>
 {
     let router = Router(context: AppRequestContext.self)
     let routes = RouteTable()
-    if settings.tracing {
-        router.middlewares.add(TracingMiddleware())
-    }
-    // Metrics and the request log outside problem+json, so they see the status the client
-    // gets (a 404 or 422 answered as problem+json), not the error a handler threw.
-    router.middlewares.add(HTTPMetricsMiddleware(metrics: metrics))
-    router.middlewares.add(RequestLogMiddleware())
+    // Metrics outermost, so they count the status the client gets (a 404 or 422 answered
+    // as problem+json), not the error a handler threw.
+    router.middlewares.add(MetricsMiddleware())
     router.middlewares.add(ProblemMiddleware(routes: routes))
+    router.middlewares.add(LogRequestsMiddleware(.info))
     router.middlewares.add(ContentLengthMiddleware(maximumBytes: settings.bodyLimitBytes))
     let addresses = AddressLimiter(perSecond: settings.rateLimitPerAddress)
     router.middlewares.add(PublicDoorLimitMiddleware(limiter: addresses))
@@ -135,7 +124,7 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
     router.middlewares.add(HeavyReadMiddleware(gate: heavyReads))
     router.middlewares.add(WriteAcceptMiddleware())
     router.middlewares.add(NullFieldsMiddleware(maximumBytes: settings.bodyLimitBytes))
-    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: metrics, logger: logger,
+    let api = APIImplementation(store: store, readStore: readStore ?? store, metrics: PalletFlowMetrics.registry, logger: logger,
                                 settings: settings, heavyReads: heavyReads)
     try api.registerHandlers(on: RecordingTransport(router: router, table: routes, declarations: DeclarationRoute(api: api)))
     EPCISInterface(api: api, bodyLimitBytes: settings.bodyLimitBytes).register(on: router, table: routes)
@@ -146,11 +135,11 @@ public func buildRouter(store: Store, readStore: Store? = nil, settings: ServerS
 /// The daemon's application: the router plus the services that live and die with it
 /// (the PostgreSQL client pool, and the in-process worker when asked for).
 public func buildApplication(store: Store, readStore: Store? = nil, settings: ServerSettings, services: [any Service],
-                             logger: Logger, metrics: DaemonMetrics = DaemonMetrics(registry: PalletFlowMetrics.registry),
+                             logger: Logger,
                              beforeServerStarts: @escaping @Sendable () async throws -> Void = {}) throws
     -> some ApplicationProtocol
 {
-    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger, metrics: metrics)
+    let router = try buildRouter(store: store, readStore: readStore, settings: settings, logger: logger)
     var server: HTTPServerBuilder = .http1()
     if let tls = settings.tls {
         let chain: [NIOSSLCertificate]

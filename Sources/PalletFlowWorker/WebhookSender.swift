@@ -16,15 +16,11 @@ public struct WebhookSender: Sendable {
     public var rule: WebhookAddressRule
     /// For the connection, and again for the whole exchange.
     public var timeout: TimeAmount
-    /// Where each recorded delivery is counted, by outcome.
-    public var metrics: WorkerMetrics
 
-    public init(store: Store, rule: WebhookAddressRule = .init(), timeout: TimeAmount = .seconds(10),
-                metrics: WorkerMetrics = WorkerMetrics()) {
+    public init(store: Store, rule: WebhookAddressRule = .init(), timeout: TimeAmount = .seconds(10)) {
         self.store = store
         self.rule = rule
         self.timeout = timeout
-        self.metrics = metrics
     }
 
     public struct DeliveryFailed: Error, CustomStringConvertible {
@@ -47,7 +43,6 @@ public struct WebhookSender: Sendable {
         ]
         let outcome = await post(webhook.url, body: body, headers: headers)
         try await store.recordDelivery(ecosystem: ecosystem, webhook: webhook.id, alert: alert.id, outcome: outcome, attempt: attempt)
-        metrics.webhookDelivered(outcome)
         if let error = outcome.error {
             store.logger.notice("webhook delivery failed",
                                 metadata: ["webhook": "\(webhook.id.uuidString.lowercased())", "outcome": "\(error)"])

@@ -23,22 +23,18 @@ public struct WorkerService: Service {
     /// Warn when the worker's role could rewrite history (a worker of its own; the daemon
     /// checks its own role).
     let roleCheck: Bool
-    /// Jobs by kind and outcome, their durations, webhook deliveries.
-    let metrics: WorkerMetrics
 
     public init(store: Store, pollInterval: Duration = .seconds(2), lease: Duration = .seconds(60),
                 name: String = "worker-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
                 handlers: [String: @Sendable (Job, JobContext) async throws -> Void]? = nil, schedules: Bool = true,
-                schemaWait: Duration = .zero, webhookRule: WebhookAddressRule = .init(), roleCheck: Bool = false,
-                metrics: WorkerMetrics = WorkerMetrics()) {
+                schemaWait: Duration = .zero, webhookRule: WebhookAddressRule = .init(), roleCheck: Bool = false) {
         self.schemaWait = schemaWait
-        self.metrics = metrics
         self.roleCheck = roleCheck
         self.store = store
         self.pollInterval = pollInterval
         self.lease = lease
         self.name = name
-        self.handlers = handlers ?? Self.standardHandlers(store: store, webhookRule: webhookRule, metrics: metrics)
+        self.handlers = handlers ?? Self.standardHandlers(store: store, webhookRule: webhookRule)
         self.schedules = schedules
     }
 
@@ -55,14 +51,13 @@ public struct WorkerService: Service {
     }
 
     /// `webhookRule`: which addresses webhook deliveries may reach (private ones only when
-    /// the deployment allows them). `metrics`: where deliveries are counted.
-    public static func standardHandlers(store: Store, webhookRule: WebhookAddressRule = .init(),
-                                        metrics: WorkerMetrics = WorkerMetrics())
+    /// the deployment allows them).
+    public static func standardHandlers(store: Store, webhookRule: WebhookAddressRule = .init())
         -> [String: @Sendable (Job, JobContext) async throws -> Void]
     {
         let engine = IndicatorEngine(store: store)
         let alerts = AlertEvaluator(store: store)
-        let webhooks = WebhookSender(store: store, rule: webhookRule, metrics: metrics)
+        let webhooks = WebhookSender(store: store, rule: webhookRule)
         return [
             "indicators.update": { job, context in
                 guard let ecosystem = job.ecosystem else { return }
@@ -137,21 +132,14 @@ public struct WorkerService: Service {
         guard let job = try await store.claimJob(worker: name, lease: lease, kinds: Array(handlers.keys)) else { return false }
         guard let handler = handlers[job.kind] else { return true }
         let context = JobContext(store: store, worker: name, lease: lease, job: job.id)
-        let start = ContinuousClock.now
         do {
             try await handler(job, context)
-            let duration = ContinuousClock.now - start
-            if try await store.completeJob(job.id, worker: name) {
-                metrics.jobRan(kind: job.kind, outcome: .succeeded, duration: duration)
-            } else {
-                metrics.jobRan(kind: job.kind, outcome: .leaseLost, duration: duration)
+            if try await !store.completeJob(job.id, worker: name) {
                 logger.warning("job lease lost before completion; another worker took it", metadata: ["job": "\(job.id)"])
             }
         } catch {
-            let duration = ContinuousClock.now - start
             logger.error("job failed", metadata: ["job": "\(job.id)", "kind": "\(job.kind)", "error": "\(error)"])
             try await store.failJob(job.id, worker: name, error: String(describing: error))
-            metrics.jobRan(kind: job.kind, outcome: .failed, duration: duration)
         }
         return true
     }

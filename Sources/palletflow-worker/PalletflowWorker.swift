@@ -36,24 +36,8 @@ struct PalletflowWorker: AsyncParsableCommand {
           help: "Let webhook deliveries reach loopback, private (RFC 1918, fc00::/7), link-local and shared (100.64.0.0/10) addresses, for a private deployment whose receivers sit on its own network (env PALLETFLOW_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES=true).")
     var webhooksAllowPrivateAddresses = false
 
-    @Option(name: .customLong("metrics-port"),
-            help: "Serve GET /metrics (Prometheus text format) on this port; off when not given (env PALLETFLOW_WORKER_METRICS_PORT).")
-    var metricsPortFlag: Int?
-
-    @Option(name: .customLong("metrics-host"),
-            help: "Address the metrics port listens on (env PALLETFLOW_WORKER_METRICS_HOST).")
-    var metricsHost: String = ProcessInfo.processInfo.environment["PALLETFLOW_WORKER_METRICS_HOST"] ?? "127.0.0.1"
-
-    /// The flag, else the variable; nil (no metrics server) when neither gives a number.
-    var metricsPort: Int? {
-        metricsPortFlag ?? ProcessInfo.processInfo.environment["PALLETFLOW_WORKER_METRICS_PORT"].flatMap { Int($0) }
-    }
-
     func validate() throws {
         guard jobLeaseSeconds >= 1 else { throw ValidationError("--job-lease-seconds must be at least 1") }
-        if let metricsPort, !(1...65_535).contains(metricsPort) {
-            throw ValidationError("--metrics-port (or PALLETFLOW_WORKER_METRICS_PORT) must be a port from 1 to 65535")
-        }
     }
 
     func run() async throws {
@@ -83,24 +67,17 @@ struct PalletflowWorker: AsyncParsableCommand {
         if webhookRule.allowPrivateAddresses {
             logger.warning("webhooks may reach loopback, private, link-local and shared addresses (--webhooks-allow-private-addresses)")
         }
-        let store = Store(database: client, logger: logger, clock: clock)
-        let metrics = WorkerMetrics()
-        let worker = WorkerService(store: store, lease: .seconds(jobLeaseSeconds), webhookRule: webhookRule, roleCheck: true,
-                                   metrics: metrics)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: client),
-            .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
-                  failureTerminationBehavior: .gracefullyShutdownGroup),
-        ]
-        if let metricsPort {
-            // A port that cannot be bound stops the worker: the operator asked for it.
-            services.append(.init(
-                service: WorkerMetricsEndpoint.application(metrics: metrics, store: store, host: metricsHost, port: metricsPort,
-                                                           logger: logger),
-                failureTerminationBehavior: .gracefullyShutdownGroup))
-        }
+        let worker = WorkerService(store: Store(database: client, logger: logger, clock: clock), lease: .seconds(jobLeaseSeconds),
+                                   webhookRule: webhookRule, roleCheck: true)
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(
+                services: [
+                    .init(service: client),
+                    .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup,
+                          failureTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await group.run()
     }
 }

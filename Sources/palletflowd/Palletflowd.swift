@@ -8,7 +8,6 @@ import PalletFlowDemo
 import PalletFlowStore
 import PalletFlowWorker
 import NIOPosix
-import OTel
 import PostgresNIO
 import ServiceLifecycle
 
@@ -124,12 +123,6 @@ struct Palletflowd: AsyncParsableCommand {
     var certificatePath: String? { Self.setting(tlsCertificate, "PALLETFLOW_TLS_CERTIFICATE") }
     var keyPath: String? { Self.setting(tlsKey, "PALLETFLOW_TLS_KEY") }
 
-    @Option(name: .customLong("otel-endpoint"),
-            help: "OpenTelemetry collector to export a span per request to, over OTLP/HTTP, e.g. http://127.0.0.1:4318; off when not given (env PALLETFLOW_OTEL_ENDPOINT).")
-    var otelEndpoint: String?
-
-    var tracesEndpoint: String? { Self.setting(otelEndpoint, "PALLETFLOW_OTEL_ENDPOINT") }
-
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env PALLETFLOW_LOG_LEVEL).")
     var logLevel: String = ProcessInfo.processInfo.environment["PALLETFLOW_LOG_LEVEL"] ?? "info"
 
@@ -139,9 +132,6 @@ struct Palletflowd: AsyncParsableCommand {
     func validate() throws {
         if (certificatePath == nil) != (keyPath == nil) {
             throw ValidationError("--tls-certificate and --tls-key go together: give both to serve HTTPS, or neither for HTTP.")
-        }
-        if let tracesEndpoint, OTLPEndpoint.traces(tracesEndpoint) == nil {
-            throw ValidationError("--otel-endpoint (or PALLETFLOW_OTEL_ENDPOINT) must be an http:// or https:// URL, e.g. http://127.0.0.1:4318")
         }
     }
 
@@ -227,20 +217,14 @@ struct Palletflowd: AsyncParsableCommand {
                                       rateLimitPerToken: max(0, rateLimitPerToken), webhookRule: webhookRule,
                                       maxTokensPerMember: max(1, maxTokensPerMember), rateLimitPerAddress: max(0, rateLimitPerAddress),
                                       heavyReadsPerEcosystem: max(1, heavyReadsPerEcosystem),
-                                      heavyReadTimeoutSeconds: max(0, heavyReadTimeoutSeconds),
-                                      tracing: tracesEndpoint != nil)
+                                      heavyReadTimeoutSeconds: max(0, heavyReadTimeoutSeconds))
         let migrate = !noMigrate
         let seedDemo = demo
         let host = host
         let port = port
         var services: [any Service] = [client, maintenanceClient, readClient]
-        if let tracesEndpoint, let url = OTLPEndpoint.traces(tracesEndpoint) {
-            services.append(try bootstrapTracing(exportingTo: url, logger: logger))
-        }
         if withWorker {
-            // The worker's counters go to the daemon's /metrics.
-            services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule,
-                                          metrics: WorkerMetrics(registry: PalletFlowMetrics.registry)))
+            services.append(WorkerService(store: maintenanceStore, schemaWait: .seconds(600), webhookRule: webhookRule))
         }
         let app = try buildApplication(store: store, readStore: readStore, settings: settings, services: services, logger: logger) {
             if migrate {
@@ -282,38 +266,6 @@ func migrateAsOwner(_ runtime: DatabaseRuntime, logger: Logger) async throws {
     } catch let error as MigrationError where error.needsOwner {
         logger.error("\(error.description)")
     }
-}
-
-/// Where OTLP/HTTP traces go, from `--otel-endpoint`: the collector's base URL gets the
-/// signal's path, `/v1/traces` (as OTEL_EXPORTER_OTLP_ENDPOINT does); a URL already ending
-/// in it is taken as it is. nil for anything but an http or https URL with a host.
-enum OTLPEndpoint {
-    static func traces(_ text: String) -> String? {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              url.host?.isEmpty == false
-        else { return nil }
-        if url.path.hasSuffix("/v1/traces") { return text }
-        return (text.hasSuffix("/") ? String(text.dropLast()) : text) + "/v1/traces"
-    }
-}
-
-/// OpenTelemetry tracing: installs swift-otel's tracer (Hummingbird's `TracingMiddleware`
-/// then opens a span per request) and returns the service that batches and exports the
-/// spans over OTLP/HTTP, flushing them at shutdown. Logs and metrics stay PalletFlow's own
-/// (JSON lines, /metrics). The standard OTEL_* variables (OTEL_SERVICE_NAME,
-/// OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS...) still apply.
-func bootstrapTracing(exportingTo url: String, logger: Logger) throws -> some Service {
-    var configuration = OTel.Configuration.default
-    configuration.serviceName = "palletflowd"
-    configuration.diagnosticLogger = .custom(logger)
-    configuration.logs.enabled = false
-    configuration.metrics.enabled = false
-    configuration.traces.enabled = true
-    configuration.traces.exporter = .otlp
-    configuration.traces.otlpExporter.protocol = .httpProtobuf
-    configuration.traces.otlpExporter.endpoint = url
-    logger.info("tracing: spans exported over OTLP/HTTP", metadata: ["endpoint": "\(url)"])
-    return try OTel.bootstrap(configuration: configuration)
 }
 
 /// The business clock (`WallClock`): the system's, or shifted by `PALLETFLOW_CLOCK_OFFSET_SECONDS`.

@@ -74,7 +74,7 @@ struct EPCISCapture {
         if behaviour != .proceed, !plannedErrors.isEmpty { throw Self.problem(plannedErrors, behaviour: behaviour) }
 
         let store = api.store
-        let (job, postedKinds) = try await store.transaction { connection -> (EPCISCaptureJob, [MovementKind]) in
+        return try await store.transaction { connection -> EPCISCaptureJob in
             try await store.lockEPCISCaptures(ecosystem: ecosystem.id, on: connection)
             let known = try await findKnownEvents(checked, ecosystem: ecosystem.id, on: connection)
             var ledger = CaptureLedger(capture: self, ecosystem: ecosystem, connection: connection, single: reading.single,
@@ -82,12 +82,8 @@ struct EPCISCapture {
             let corrections = try await ledger.postHandovers(checked)
             try await ledger.turnErrorDeclarationsIntoReversals(corrections)
             if behaviour != .proceed, !ledger.errors.isEmpty { throw Self.problem(ledger.errors, behaviour: behaviour) }
-            return (try await ledger.recordCapture(reading, behaviour: behaviour, createdAt: createdAt), ledger.postedKinds)
+            return try await ledger.recordCapture(reading, behaviour: behaviour, createdAt: createdAt)
         }
-        // Counted once the capture has committed.
-        api.metrics.declared(postedKinds, source: .epcis)
-        api.metrics.captured(job.success ? .success : .partial)
-        return job
     }
 
     /// Checks every event before anything is locked: its id, whether the caller may send it,
@@ -176,8 +172,6 @@ struct EPCISCapture {
         /// The events recorded with the job; a refused retraction takes its events out.
         var stored: [Checked] = []
         var movementOf: [String: UUID] = [:]
-        /// What the events posted, for the declarations counted once this commits.
-        var postedKinds: [MovementKind] = []
 
         var store: Store { capture.api.store }
         var member: UUID { capture.caller.membership }
@@ -216,7 +210,6 @@ struct EPCISCapture {
             }
             if !toPost.isEmpty {
                 _ = try await store.post(ecosystem: ecosystem.id, by: member, toPost, idempotency: nil, on: connection)
-                postedKinds += toPost.map(\.declaration.kind)
             }
             return corrections
         }
@@ -310,7 +303,6 @@ struct EPCISCapture {
             let movement = try await capture.api.prepare(declaration, caller: capture.caller, ecosystem: ecosystem,
                                                          recordTime: store.now, issueNotes: false, serial: nil, source: "epcis")
             _ = try await store.post(ecosystem: ecosystem.id, by: member, [movement], idempotency: nil, on: connection)
-            postedKinds.append(declaration.kind)
             movementOf[corrective.eventID] = movement.id
             outcomes[corrective.event.index] = Self.outcome(of: corrective, "posted", movement: movement.id,
                                                             detail: "posted as a \(declaration.kind.rawValue)")
@@ -336,8 +328,7 @@ struct EPCISCapture {
             movementOf[item.eventID + "#retraction"] = result.reversal
             outcomes[item.event.index] = Self.retractionOutcome(of: item, "retracted", movement: result.reversal,
                                                                 detail: "reversed movement \(original.id.uuidString.lowercased())")
-            if let (corrective, declaration) = pending, let correction = result.correction {
-                postedKinds.append(declaration.kind)
+            if let (corrective, _) = pending, let correction = result.correction {
                 movementOf[corrective.eventID] = correction
                 outcomes[corrective.event.index] = Self.outcome(
                     of: corrective, "posted", movement: correction,

@@ -34,7 +34,6 @@ extension APIImplementation {
         }
         switch outcome {
         case .posted:
-            metrics.declared([declaration.kind], source: .api)
             if declaration.kind == .inventory {
                 let bytes = try encodeForReplay(Components.Schemas.Movement(movement))
                 idempotency.response = (201, bytes)
@@ -166,7 +165,7 @@ extension APIImplementation {
             movements.append(try await prepare(declaration, caller: caller, ecosystem: ecosystem, recordTime: now,
                                                issueNotes: item.palletNote?.issue ?? false, serial: item.palletNote?.serial))
         }
-        return .created(.init(body: .json(try await postBatch(movements, source: .batch, caller: caller, idempotency: idempotency))))
+        return .created(.init(body: .json(try await postBatch(movements, caller: caller, idempotency: idempotency))))
     }
 
     func checkBatchSize(_ lines: Int, movements: Int) throws {
@@ -177,8 +176,8 @@ extension APIImplementation {
         }
     }
 
-    func postBatch(_ movements: [MovementToPost], source: DaemonMetrics.DeclarationSource, caller: Caller,
-                   idempotency: IdempotencyContext) async throws -> Components.Schemas.BatchResult
+    func postBatch(_ movements: [MovementToPost], caller: Caller, idempotency: IdempotencyContext) async throws
+        -> Components.Schemas.BatchResult
     {
         let result = Components.Schemas.BatchResult(
             count: movements.count, lineCount: movements.reduce(0) { $0 + $1.declaration.lines.count },
@@ -187,7 +186,6 @@ extension APIImplementation {
         let write = IdempotentWrite(key: idempotency.key, requestHash: idempotency.requestHash, status: 201, body: bytes)
         switch try await store.post(ecosystem: caller.ecosystem, by: caller.membership, movements, idempotency: write) {
         case .posted:
-            metrics.declared(movements.map(\.declaration.kind), source: source)
             idempotency.response = (201, bytes)
             return result
         case .replay(let status, let stored):
@@ -225,7 +223,7 @@ extension APIImplementation {
             movements.append(try await prepare(declaration, caller: caller, ecosystem: ecosystem, recordTime: now,
                                                issueNotes: false, serial: nil, source: "csv"))
         }
-        return .created(.init(body: .json(try await postBatch(movements, source: .csv, caller: caller, idempotency: idempotency))))
+        return .created(.init(body: .json(try await postBatch(movements, caller: caller, idempotency: idempotency))))
     }
 
     func exportMovementsCSV(_ input: Operations.ExportMovementsCSV.Input) async throws -> Operations.ExportMovementsCSV.Output {
@@ -324,7 +322,6 @@ extension APIImplementation {
             ecosystem: caller.ecosystem, movement: movement.id, by: caller.membership,
             counterLines: counts,
             evidence: body.evidence.map { Evidence(sha256: $0.sha256, url: $0.url) }, note: body.note)
-        metrics.contested()
         return .created(.init(body: .json(.init(record, movement: movement))))
     }
 

@@ -152,21 +152,6 @@ extension Store {
         return result
     }
 
-    /// The recording time of the oldest movement not yet counted into the indicators (past its
-    /// ecosystem's watermark), across ecosystems; nil when every ecosystem is counted up to
-    /// date. Each ecosystem's first movement past its watermark is found through the
-    /// movements' `seq` index.
-    public func oldestMovementBehindIndicators() async throws -> Date? {
-        var oldest: Date?
-        for try await time in try await client.query("""
-            SELECT min((SELECT m.record_time FROM movements m
-                        WHERE m.ecosystem_id = e.id AND m.seq > coalesce(w.last_seq, 0)
-                        ORDER BY m.seq LIMIT 1))
-            FROM ecosystems e LEFT JOIN indicator_watermarks w ON w.ecosystem_id = e.id
-            """, logger: logger).decode(Date?.self) { oldest = time }
-        return oldest
-    }
-
     public func allEcosystems() async throws -> [UUID] {
         var result: [UUID] = []
         for try await id in try await client.query("SELECT id FROM ecosystems ORDER BY created_at", logger: logger).decode(UUID.self) {

@@ -156,8 +156,7 @@ func withAPIAndOwner(bodyLimitBytes: Int = 1_048_576, rateLimitPerToken: Double 
         let fixture = try await Fixture.make(store)
         var settings = ServerSettings(bodyLimitBytes: bodyLimitBytes, rateLimitPerToken: rateLimitPerToken, webhookRule: webhookRule)
         configure(&settings)
-        // Metrics of its own: what a test reads at /metrics are its own requests' counts.
-        let router = try buildRouter(store: store, settings: settings, logger: TestDatabase.logger, metrics: DaemonMetrics())
+        let router = try buildRouter(store: store, settings: settings, logger: TestDatabase.logger)
         let app = Application(router: router, logger: TestDatabase.logger)
         try await app.test(.router) { client in
             try await body(API(client: client), fixture, store, owner)

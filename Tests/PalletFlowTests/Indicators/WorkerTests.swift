@@ -82,14 +82,16 @@ struct WorkerTests {
         try await withFreshStore { store in
             let ecosystem = try await store.createEcosystem(name: "L", shipperName: "S", shipperPGLN: nil).ecosystem.id
             let job = try await store.enqueue(kind: "test.record", ecosystem: ecosystem)
-            // Worker A takes it and dies (never completes, never releases).
-            let taken = try await store.claimJob(worker: "dead", lease: .seconds(1), kinds: ["test.record"])
+            // Worker A takes it and dies (never completes, never releases). A lease of 3 s: the
+            // survivor's first look must come before it ends, which 1 s did not always give
+            // a test among two hundred on two busy cores.
+            let taken = try await store.claimJob(worker: "dead", lease: .seconds(3), kinds: ["test.record"])
             #expect(taken?.id == job.id)
             let recorder = Recorder()
             let survivor = WorkerService(store: store, lease: .seconds(30), name: "alive",
                                          handlers: ["test.record": { job, _ in recorder.add(job.id) }], schedules: false)
             #expect(try await survivor.runOne() == false, "the lease still holds")
-            try await Task.sleep(for: .milliseconds(1_300))
+            try await Task.sleep(for: .milliseconds(3_300))
             #expect(try await survivor.runOne() == true)
             #expect(recorder.all == [job.id])
             #expect(try await store.completeJob(job.id, worker: "dead") == false, "the dead worker lost its lease")
